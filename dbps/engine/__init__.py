@@ -1,0 +1,1 @@
+"""Training: the public step API, the loop, schedules, metrics, checkpoints and loggers."""

@@ -1,0 +1,23 @@
+"""Learnable parts: patch encoders, aggregators, task heads and the patch classifier that joins them."""
+
+from dbps.models.aggregators import AGGREGATORS, Aggregator, create_aggregator
+from dbps.models.classifier import PatchClassifier
+from dbps.models.encoders import ENCODERS, PatchEncoder, create_encoder
+from dbps.models.heads import Activation, TaskHeads, TaskSpec, multitask_loss, task_loss
+from dbps.models.pos_enc import sinusoidal_encoding
+
+__all__ = [
+    "AGGREGATORS",
+    "ENCODERS",
+    "Activation",
+    "Aggregator",
+    "PatchClassifier",
+    "PatchEncoder",
+    "TaskHeads",
+    "TaskSpec",
+    "create_aggregator",
+    "create_encoder",
+    "multitask_loss",
+    "sinusoidal_encoding",
+    "task_loss",
+]

@@ -1,0 +1,38 @@
+"""The aggregator interface and registry.
+
+An aggregator turns a bag of patch embeddings into T output tokens (one per task for the query-based
+ones, one shared token for the MIL pooling ones). It also scores candidates for selection with its own
+attention, so the parameters used for selection are exactly those trained by the gradient pass.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from dbps.registry import Registry
+
+
+class Aggregator(nn.Module):
+    """Base class: `score` for selection, `forward` for the gradient pass (hybrid propagation).
+
+    Subclasses take the common keyword arguments `dim, num_tasks, heads, dim_key, dim_value, dim_ffn,
+    dropout, attn_dropout` (ignoring those they do not use) so that they are interchangeable by name.
+    """
+
+    num_tokens: int
+
+    def score(self, x: Tensor) -> Tensor:
+        """Attention weights (B, n) of the aggregator over candidates x (B, n, D); each row sums to one."""
+        raise NotImplementedError
+
+    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+        """Salient embeddings (B, M, D) with gradients and detached context (B, S, D) → tokens (B, T, D)."""
+        raise NotImplementedError
+
+
+AGGREGATORS: Registry[Aggregator] = Registry("aggregator")
+
+
+def create_aggregator(name: str, **kwargs: object) -> Aggregator:
+    """Build a registered aggregator ('CA', 'DA', 'AB', 'ABX') by name, case-insensitive."""
+    return AGGREGATORS.create(name, **kwargs)

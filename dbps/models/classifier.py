@@ -1,0 +1,75 @@
+"""The patch classifier: encoder + positional encoding + aggregator + heads, with hybrid propagation."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from dbps.models.aggregators import Aggregator
+from dbps.models.encoders import PatchEncoder
+from dbps.models.heads import TaskHeads, TaskSpec
+from dbps.models.pos_enc import sinusoidal_encoding
+
+
+class PatchClassifier(nn.Module):
+    """Classifies a bag of patches from a few salient patches (with gradients) and detached context.
+
+    It satisfies `dbps.selection.SelectionModel`: `embed` and `score` drive the no-gradient selection, and
+    `forward` is the gradient pass (hybrid propagation): the M salient patches are re-embedded with
+    gradients, the sub-salient context embeddings stay detached, and both are aggregated together. The
+    encoder therefore receives gradients only through the salient patches, the aggregator through both.
+
+    Args:
+        encoder: patch encoder with `embed_dim` D.
+        aggregator: a registered aggregator of width D.
+        tasks: the prediction targets, one head each.
+        pos_enc: add a fixed sinusoidal encoding of each patch's grid index before scoring/aggregating.
+    """
+
+    def __init__(self, encoder: PatchEncoder, aggregator: Aggregator, tasks: list[TaskSpec], pos_enc: bool = False):
+        super().__init__()
+        if not tasks:
+            raise ValueError("tasks must name at least one task")
+        if aggregator.num_tokens not in (1, len(tasks)):
+            raise ValueError(f"aggregator gives {aggregator.num_tokens} tokens for {len(tasks)} tasks")
+        self.encoder = encoder
+        self.aggregator = aggregator
+        self.heads = TaskHeads(encoder.embed_dim, tasks)
+        self.tasks = list(tasks)
+        self.pos_enc = pos_enc
+
+    @property
+    def embed_dim(self) -> int:
+        return self.encoder.embed_dim
+
+    def embed(self, patches: Tensor) -> Tensor:
+        """(n, *patch_shape) → (n, D)."""
+        return self.encoder(patches)
+
+    def _positioned(self, emb: Tensor, idx: Tensor) -> Tensor:
+        if not self.pos_enc:
+            return emb
+        return emb + sinusoidal_encoding(idx, emb.shape[-1]).to(emb.dtype)
+
+    def score(self, emb: Tensor, idx: Tensor) -> Tensor:
+        """Aggregator attention weights (B, n) over candidate embeddings (B, n, D) at patch indices (B, n)."""
+        return self.aggregator.score(self._positioned(emb, idx))
+
+    def forward(
+        self, salient_patches: Tensor, salient_idx: Tensor, context_emb: Tensor, context_idx: Tensor
+    ) -> dict[str, Tensor]:
+        """Hybrid propagation.
+
+        Args:
+            salient_patches: (B, M, *patch_shape) raw patches, re-embedded here with gradients.
+            salient_idx: (B, M) their patch indices.
+            context_emb: (B, S, D) detached sub-salient embeddings from selection (S may be 0).
+            context_idx: (B, S) their patch indices.
+
+        Returns:
+            Logits per task name, float32, (B, classes).
+        """
+        batch, num_salient = salient_idx.shape
+        salient = self.embed(salient_patches.flatten(0, 1)).unflatten(0, (batch, num_salient))
+        context = context_emb.detach()
+        tokens = self.aggregator(self._positioned(salient, salient_idx), self._positioned(context, context_idx))
+        return self.heads(tokens)

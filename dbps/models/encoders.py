@@ -1,0 +1,127 @@
+"""Patch encoders: any timm backbone (optionally truncated), a small CNN, and a feature projector.
+
+Every encoder maps (n, *patch_shape) → (n, D) and exposes `embed_dim`. Names are looked up in the
+registry first ('small_cnn', 'projector'); any other name is a timm model. Nothing is downloaded:
+weights are random unless `weights` points to a local file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from dbps.registry import Registry, unknown_name_message
+
+ENCODERS: Registry[nn.Module] = Registry("encoder")
+
+
+class FeatureProjector(nn.Sequential):
+    """LayerNorm(F, no affine) → Linear(F→D) → BatchNorm1d(D) → ReLU: the IPS projector for features."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__(
+            nn.LayerNorm(in_dim, elementwise_affine=False), nn.Linear(in_dim, dim), nn.BatchNorm1d(dim), nn.ReLU()
+        )
+        self.embed_dim = dim
+
+
+class PatchEncoder(nn.Module):
+    """A pooled backbone (n, *patch) → (n, F), followed by a projector to D when F ≠ D."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, dim: int | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.project = FeatureProjector(feature_dim, dim) if dim is not None and dim != feature_dim else nn.Identity()
+        self.embed_dim = dim if dim is not None else feature_dim
+
+    def forward(self, patches: Tensor) -> Tensor:
+        return self.project(self.backbone(patches))
+
+
+class _PooledFeatures(nn.Module):
+    """Global average pool of the last feature map of a truncated timm backbone."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)[-1].mean(dim=(-2, -1))
+
+
+@ENCODERS.register("small_cnn")
+def small_cnn(in_chans: int = 1, widths: tuple[int, ...] = (16, 32, 64, 64), **_: object) -> PatchEncoder:
+    """Stride-2 3×3 conv–BN–ReLU stages and a global pool: a fast encoder for CPU runs and tests."""
+    layers: list[nn.Module] = []
+    channels = in_chans
+    for width in widths:
+        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
+        channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return PatchEncoder(nn.Sequential(*layers), channels)
+
+
+@ENCODERS.register("projector")
+def projector(in_dim: int, dim: int, **_: object) -> PatchEncoder:
+    """For pre-extracted feature bags: the projector alone, F → D."""
+    return PatchEncoder(nn.Identity(), in_dim, dim)
+
+
+def timm_encoder(
+    name: str, in_chans: int = 3, stages: int | None = None, weights: str | Path | None = None
+) -> PatchEncoder:
+    """A timm backbone as a pooled feature extractor, truncated after `stages` stages when given.
+
+    `stages=2` on 'resnet18' keeps the stem, layer1 and layer2 (128-d): the Megapixel MNIST encoder.
+    """
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
+    kwargs: dict[str, object] = {"in_chans": in_chans}
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"encoder weights not found: {path}")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    if stages is None:
+        backbone = timm.create_model(name, num_classes=0, **kwargs)
+        return PatchEncoder(backbone, backbone.num_features)
+    features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
+    return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
+
+
+def create_encoder(
+    name: str,
+    *,
+    in_chans: int = 3,
+    dim: int | None = None,
+    stages: int | None = None,
+    weights: str | Path | None = None,
+    in_dim: int | None = None,
+) -> PatchEncoder:
+    """Build a patch encoder by name, projected to `dim` when its output width differs.
+
+    Args:
+        name: 'small_cnn', 'projector' (feature bags) or any timm model name ('resnet18', 'convnext_tiny', …).
+        in_chans: image channels.
+        dim: output width D; a projector is appended when the backbone's width differs.
+        stages: keep only the first `stages` stages of a timm backbone.
+        weights: a local weights file (timm: .safetensors/.pth/.bin; others: a torch state dict).
+        in_dim: feature width F, for 'projector'.
+    """
+    if name in ENCODERS:
+        if name.lower() == "projector":
+            if in_dim is None or dim is None:
+                raise ValueError("encoder 'projector' needs in_dim (feature width) and dim")
+            encoder = ENCODERS.create(name, in_dim=in_dim, dim=dim)
+        else:
+            base = ENCODERS.create(name, in_chans=in_chans)
+            encoder = PatchEncoder(base.backbone, base.embed_dim, dim)
+        if weights is not None:
+            encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return encoder
+    base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights)
+    return PatchEncoder(base.backbone, base.embed_dim, dim)

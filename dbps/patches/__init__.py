@@ -1,0 +1,18 @@
+"""Patches: the grid over an image, random drop and shuffle, and sources that hand out patches by index."""
+
+from dbps.patches.grid import extract_patches, grid_coords, grid_shape, to_pair
+from dbps.patches.order import ShuffleStyle, num_kept, patch_order
+from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource
+
+__all__ = [
+    "FeaturePatches",
+    "ImagePatches",
+    "PatchSource",
+    "ShuffleStyle",
+    "extract_patches",
+    "grid_coords",
+    "grid_shape",
+    "num_kept",
+    "patch_order",
+    "to_pair",
+]

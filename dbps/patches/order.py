@@ -1,0 +1,51 @@
+"""Which patches an image contributes and in what order: random drop (training) and shuffle."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import torch
+from torch import Tensor
+
+from dbps.registry import parse_enum
+
+
+class ShuffleStyle(StrEnum):
+    """`batch`: one permutation shared by the batch; `instance`: one per image."""
+
+    BATCH = "batch"
+    INSTANCE = "instance"
+
+
+def num_kept(num_patches: int, drop_ratio: float) -> int:
+    """N' = round((1 − ratio) · N), at least one patch."""
+    if not 0.0 <= drop_ratio < 1.0:
+        raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
+    return max(1, round((1.0 - drop_ratio) * num_patches))
+
+
+def patch_order(
+    batch_size: int,
+    num_patches: int,
+    *,
+    keep: int | None = None,
+    shuffle: ShuffleStyle | str | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """Patch indices each image is processed in, shape (B, N').
+
+    Without drop or shuffle this is 0..N−1 for every image. Dropping keeps a uniformly random subset
+    of `keep` patches; shuffling randomises the order so ties between identical background patches
+    break uniformly. Dropping with no shuffle style given draws an independent subset per image.
+    """
+    keep = num_patches if keep is None else keep
+    if not 1 <= keep <= num_patches:
+        raise ValueError(f"keep must be in [1, {num_patches}], got {keep}")
+    if shuffle is None and keep == num_patches:
+        return torch.arange(num_patches, device=device).expand(batch_size, num_patches)
+    style = parse_enum(ShuffleStyle, shuffle, "shuffle") if shuffle is not None else ShuffleStyle.INSTANCE
+    rows = batch_size if style is ShuffleStyle.INSTANCE else 1
+    noise = torch.rand(rows, num_patches, generator=generator, device=device)
+    order = noise.argsort(dim=1)[:, :keep]
+    return order.expand(batch_size, keep)

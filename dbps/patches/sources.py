@@ -1,0 +1,133 @@
+"""Patch sources: selection pulls patches from them by index, chunk by chunk, never all at once.
+
+A source stands for B instances of N patches each. `fetch(idx)` returns only the requested patches,
+so an image batch, a gigapixel slide read region by region, or a bag of pre-extracted features can
+all be fed to the same selection loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from dbps.patches.grid import grid_coords, grid_shape, to_pair
+
+
+@runtime_checkable
+class PatchSource(Protocol):
+    """B instances of N patches, readable by index."""
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def num_patches(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def fetch(self, idx: Tensor) -> Tensor:
+        """Patches at indices `idx` (B, n) → (B, n, *patch_shape), on `device`."""
+        ...
+
+
+class ImagePatches:
+    """The patch grid of a B×C×H×W batch, gathered lazily on the batch's device.
+
+    Integer images (e.g. uint8, 4× smaller than float32 on the device) are scaled to [0, 1] per fetched
+    patch, then normalised with `mean`/`std` when given, so only the patches in flight exist as floats.
+
+    Args:
+        images: B×C×H×W tensor on any device. Gradients flow to it through `fetch`.
+        patch_size: patch height and width (int or pair).
+        stride: step between patches (defaults to the patch size).
+        mean: per-channel mean subtracted after scaling.
+        std: per-channel standard deviation divided after scaling.
+        dtype: floating dtype of fetched patches for integer images.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        patch_size: int | tuple[int, int],
+        stride: int | tuple[int, int] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if images.dim() != 4:
+            raise ValueError(f"images must be B×C×H×W, got shape {tuple(images.shape)}")
+        self.images = images
+        self.patch_size = to_pair(patch_size, "patch_size")
+        self.stride = to_pair(stride if stride is not None else patch_size, "patch_stride")
+        self.grid = grid_shape(images.shape[-2], images.shape[-1], self.patch_size, self.stride)
+        ph, pw = self.patch_size
+        sh, sw = self.stride
+        self._view = images.unfold(2, ph, sh).unfold(3, pw, sw)  # B, C, rows, cols, ph, pw
+        self._dtype = dtype
+        channels = images.shape[1]
+        self._mean = self._channel_vector(mean, channels, "mean")
+        self._std = self._channel_vector(std, channels, "std")
+
+    def _channel_vector(self, values: Sequence[float] | None, channels: int, name: str) -> Tensor | None:
+        if values is None:
+            return None
+        if len(values) not in (1, channels):
+            raise ValueError(f"{name} needs 1 or {channels} values, got {len(values)}")
+        return torch.tensor(values, dtype=self._dtype, device=self.images.device).view(-1, 1, 1)
+
+    @property
+    def batch_size(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_patches(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def coords(self) -> Tensor:
+        """Top-left pixel (y, x) of each patch, (N, 2)."""
+        return grid_coords(self.images.shape[-2], self.images.shape[-1], self.patch_size, self.stride, self.device)
+
+    def fetch(self, idx: Tensor) -> Tensor:
+        rows = torch.div(idx, self.grid[1], rounding_mode="floor")
+        cols = idx - rows * self.grid[1]
+        batch = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
+        patches = self._view[batch, :, rows, cols]  # B, n, C, ph, pw: copies only the requested patches
+        if not patches.is_floating_point():
+            patches = patches.to(self._dtype) / torch.iinfo(patches.dtype).max
+        if self._mean is not None:
+            patches = patches - self._mean
+        if self._std is not None:
+            patches = patches / self._std
+        return patches
+
+
+class FeaturePatches:
+    """Pre-extracted patch features (B, N, F): each "patch" is a feature vector."""
+
+    def __init__(self, features: Tensor) -> None:
+        if features.dim() != 3:
+            raise ValueError(f"features must be B×N×F, got shape {tuple(features.shape)}")
+        self.features = features
+
+    @property
+    def batch_size(self) -> int:
+        return self.features.shape[0]
+
+    @property
+    def num_patches(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.features.device
+
+    def fetch(self, idx: Tensor) -> Tensor:
+        return self.features.gather(1, idx.unsqueeze(-1).expand(-1, -1, self.features.shape[-1]))

@@ -1,0 +1,16 @@
+"""No-gradient patch selection: chunked buffers (IPS, DBPS) and triple sampling (DBformer+)."""
+
+from dbps.selection.sampling import Sampling, gumbel_top_k, sample_salient, sampling_logits
+from dbps.selection.selector import Method, PatchSelector, Selection, SelectionModel, eval_mode
+
+__all__ = [
+    "Method",
+    "PatchSelector",
+    "Sampling",
+    "Selection",
+    "SelectionModel",
+    "eval_mode",
+    "gumbel_top_k",
+    "sample_salient",
+    "sampling_logits",
+]

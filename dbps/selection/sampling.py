@@ -1,0 +1,70 @@
+"""Choosing the salient set from scores: hard top-M, probabilistic, and triple ('half') sampling."""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+import torch
+from torch import Tensor
+
+
+class Sampling(StrEnum):
+    """How the M salient patches are drawn from the scores of all candidates (DBformer+).
+
+    - `hard`: the top-M scores (also what evaluation always uses);
+    - `prob`: M draws without replacement from softmax(logits / τ);
+    - `half`: ceil(M/2) draws inside the top-M set and the rest among all other patches.
+    """
+
+    HARD = "hard"
+    PROB = "prob"
+    HALF = "half"
+
+
+def sampling_logits(scores: Tensor, temperature: float = 1.0, reference: bool = False) -> Tensor:
+    """Logits whose softmax the probabilistic draws follow.
+
+    Scores are attention weights (they sum to one over the candidates), so the logits are their logs:
+    softmax(log(a) / τ) ∝ a^(1/τ), and τ = 1 draws each patch with its attention weight. With
+    `reference=True` the weights themselves are used as logits, as the reference code does; since they
+    are all in [0, 1], that distribution is nearly uniform.
+    """
+    base = scores.float() if reference else scores.float().clamp_min(torch.finfo(torch.float32).tiny).log()
+    return base / temperature
+
+
+def gumbel_top_k(logits: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """k draws without replacement from softmax(logits) per row (Gumbel-top-k), as positions (B, k)."""
+    uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    tiny = torch.finfo(logits.dtype).tiny
+    gumbel = -torch.log(-torch.log(uniform.clamp(tiny, 1.0 - 1e-7)))
+    return (logits + gumbel).topk(k, dim=1).indices
+
+
+def sample_salient(
+    scores: Tensor,
+    k: int,
+    sampling: Sampling = Sampling.HARD,
+    *,
+    temperature: float = 1.0,
+    reference: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Positions (B, min(k, n)) of the salient candidates, given their scores (B, n)."""
+    n = scores.shape[1]
+    k = min(k, n)
+    top = scores.topk(k, dim=1).indices
+    if sampling is Sampling.HARD or k == n:
+        return top
+    logits = sampling_logits(scores, temperature, reference)
+    if sampling is Sampling.PROB:
+        return gumbel_top_k(logits, k, generator)
+    from_rest = min(k - math.ceil(k / 2), n - k)
+    from_top = k - from_rest
+    inside = top.gather(1, gumbel_top_k(logits.gather(1, top), from_top, generator))
+    if from_rest == 0:
+        return inside
+    in_top = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
+    outside = gumbel_top_k(logits.masked_fill(in_top, float("-inf")), from_rest, generator)
+    return torch.cat([inside, outside], dim=1)

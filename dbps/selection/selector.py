@@ -1,0 +1,248 @@
+"""The no-gradient selection pass: IPS (one buffer), DBPS (two buffers) and DBformer+ (all embedded)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from dbps.patches import PatchSource, ShuffleStyle, num_kept, patch_order
+from dbps.registry import parse_enum
+from dbps.selection.sampling import Sampling, sample_salient
+
+
+class Method(StrEnum):
+    """Selection method.
+
+    - `ips`: a single static buffer of the top-M patches (Iterative Patch Selection, the baseline);
+    - `dbps`: static top-M buffer plus a dynamic buffer of the next-best S embeddings (DBformer, CVPR);
+    - `dbps+`: embed every kept patch, draw M by triple sampling, all others are context (DBformer+).
+    """
+
+    IPS = "ips"
+    DBPS = "dbps"
+    DBPS_PLUS = "dbps+"
+
+
+class SelectionModel(Protocol):
+    """What selection needs from a model: an embedding, a scorer and `nn.Module` train/eval state."""
+
+    embed_dim: int
+
+    def embed(self, patches: Tensor) -> Tensor:
+        """(n, *patch_shape) → (n, D)."""
+        ...
+
+    def score(self, emb: Tensor, idx: Tensor) -> Tensor:
+        """Embeddings (B, n, D) at patch indices (B, n) → attention weights over the n candidates (B, n)."""
+        ...
+
+    def modules(self) -> Iterator[nn.Module]: ...
+
+    def eval(self) -> nn.Module: ...
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What selection hands to the gradient pass.
+
+    Attributes:
+        salient_idx: (B, M) patch indices to re-embed with gradients (the static buffer).
+        context_emb: (B, S, D) detached sub-salient embeddings (the dynamic buffer; S = 0 for IPS).
+        context_idx: (B, S) their patch indices.
+        scores: (B, N) float32 score of every patch: for `dbps+` its attention weight among all kept
+            patches; for `ips`/`dbps` its weight among the candidates of the chunk it arrived in.
+            NaN where a patch was dropped or never scored (when M ≥ N' nothing needs scoring).
+    """
+
+    salient_idx: Tensor
+    context_emb: Tensor
+    context_idx: Tensor
+    scores: Tensor
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode (BatchNorm running stats, no dropout) and restore each one's mode."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class PatchSelector:
+    """Chooses, without gradients, which patches are re-embedded with gradients and which join as context.
+
+    Patches are embedded in chunks of `chunk_size` (I), so the encoder never holds more than B·I patches
+    in the no-gradient pass, whatever N is. The model is switched to eval mode for the pass.
+
+    Args:
+        method: `ips`, `dbps` or `dbps+` (case-insensitive).
+        num_salient: M, patches re-embedded with gradients per image.
+        chunk_size: I, patches embedded per step of the no-gradient pass.
+        num_context: S. `dbps`: size of the dynamic buffer. `dbps+`: None keeps every non-selected
+            patch as context (the paper); an int keeps the S best-scoring of them. `ips`: 0 or None.
+        drop_ratio: fraction of patches randomly dropped per image during training.
+        shuffle: None, `batch` or `instance`: randomise the processing order during training.
+        sampling: `hard`, `prob` or `half` (`dbps+` only); evaluation always uses `hard`.
+        temperature: τ of the probabilistic draws.
+        reference_sampling: draw from softmax(weights) as the reference code does (nearly uniform).
+        eval_num_salient: M at evaluation (defaults to `num_salient`).
+    """
+
+    def __init__(
+        self,
+        method: Method | str = Method.DBPS,
+        num_salient: int = 100,
+        chunk_size: int = 100,
+        num_context: int | None = None,
+        *,
+        drop_ratio: float = 0.0,
+        shuffle: ShuffleStyle | str | None = None,
+        sampling: Sampling | str = Sampling.HARD,
+        temperature: float = 1.0,
+        reference_sampling: bool = False,
+        eval_num_salient: int | None = None,
+    ) -> None:
+        self.method = parse_enum(Method, method, "method")
+        self.sampling = parse_enum(Sampling, sampling, "sampling")
+        self.shuffle = parse_enum(ShuffleStyle, shuffle, "shuffle") if shuffle is not None else None
+        for name, value in (("num_salient", num_salient), ("chunk_size", chunk_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
+        if eval_num_salient is not None and eval_num_salient < 1:
+            raise ValueError(f"eval_num_salient must be ≥ 1, got {eval_num_salient!r}")
+        if num_context is not None and num_context < 0:
+            raise ValueError(f"num_context must be ≥ 0, got {num_context!r}")
+        if self.method is Method.IPS and num_context:
+            raise ValueError(f"num_context must be 0 for method 'ips' (a single buffer), got {num_context}")
+        if self.method is not Method.DBPS_PLUS and self.sampling is not Sampling.HARD:
+            raise ValueError(f"sampling {self.sampling.value!r} needs method 'dbps+'; '{self.method}' ranks chunks")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        num_kept(1, drop_ratio)  # validates the ratio
+        self.num_salient = num_salient
+        self.chunk_size = chunk_size
+        self.num_context = num_context
+        self.drop_ratio = drop_ratio
+        self.temperature = temperature
+        self.reference_sampling = reference_sampling
+        self.eval_num_salient = eval_num_salient or num_salient
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
+            f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r})"
+        )
+
+    @torch.no_grad()
+    def select(
+        self,
+        model: SelectionModel,
+        source: PatchSource,
+        *,
+        training: bool,
+        generator: torch.Generator | None = None,
+    ) -> Selection:
+        """Run the no-gradient pass over `source` and return the selection.
+
+        Args:
+            model: the unwrapped model (under DDP pass `ddp.module`, never the wrapper).
+            source: the patches of B instances.
+            training: apply random drop, shuffle and the configured sampling; otherwise use every patch
+                in grid order and hard top-M with `eval_num_salient`.
+            generator: random generator on the source's device, for reproducible draws.
+        """
+        batch, total = source.batch_size, source.num_patches
+        keep = num_kept(total, self.drop_ratio) if training else total
+        order = patch_order(
+            batch,
+            total,
+            keep=keep,
+            shuffle=self.shuffle if training else None,
+            generator=generator,
+            device=source.device,
+        )
+        num_salient = self.num_salient if training else self.eval_num_salient
+        with eval_mode(model):  # type: ignore[arg-type]
+            if num_salient >= keep and self.method is not Method.DBPS_PLUS:
+                return self._everything(model, source, order)
+            if self.method is Method.DBPS_PLUS:
+                return self._embed_all_then_sample(model, source, order, num_salient, training, generator)
+            num_context = self.num_context or 0
+            return self._chunked_buffers(model, source, order, num_salient, num_context)
+
+    def _embed(self, model: SelectionModel, source: PatchSource, idx: Tensor) -> Tensor:
+        patches = source.fetch(idx)
+        return model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape)
+
+    def _everything(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Selection:
+        """M ≥ N': every kept patch is salient and nothing needs scoring (as IPS does)."""
+        batch = order.shape[0]
+        empty_emb = torch.zeros(batch, 0, model.embed_dim, device=source.device)
+        scores = torch.full((batch, source.num_patches), float("nan"), device=source.device)
+        return Selection(order, empty_emb, order[:, :0], scores)
+
+    def _chunked_buffers(
+        self, model: SelectionModel, source: PatchSource, order: Tensor, num_salient: int, num_context: int
+    ) -> Selection:
+        """IPS / DBPS: rank buffers ∪ chunk jointly; the top M stay static, the next S stay dynamic."""
+        scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
+        kept_emb: Tensor | None = None
+        kept_idx = order[:, :0]
+        for start in range(0, order.shape[1], self.chunk_size):
+            idx = order[:, start : start + self.chunk_size]
+            emb = self._embed(model, source, idx)
+            cand_emb = emb if kept_emb is None else torch.cat([kept_emb, emb], dim=1)
+            cand_idx = torch.cat([kept_idx, idx], dim=1)
+            cand_scores = model.score(cand_emb, cand_idx)
+            scores.scatter_(1, idx, cand_scores[:, -idx.shape[1] :].float())
+            top = cand_scores.topk(min(num_salient + num_context, cand_idx.shape[1]), dim=1).indices
+            kept_emb = cand_emb.gather(1, top.unsqueeze(-1).expand(-1, -1, cand_emb.shape[-1]))
+            kept_idx = cand_idx.gather(1, top)
+        assert kept_emb is not None
+        return Selection(kept_idx[:, :num_salient], kept_emb[:, num_salient:], kept_idx[:, num_salient:], scores)
+
+    def _embed_all_then_sample(
+        self,
+        model: SelectionModel,
+        source: PatchSource,
+        order: Tensor,
+        num_salient: int,
+        training: bool,
+        generator: torch.Generator | None,
+    ) -> Selection:
+        """DBformer+: embed all kept patches in chunks, score them together, sample M, the rest is context."""
+        starts = range(0, order.shape[1], self.chunk_size)
+        emb = torch.cat([self._embed(model, source, order[:, s : s + self.chunk_size]) for s in starts], dim=1)
+        cand_scores = model.score(emb, order)
+        scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
+        scores.scatter_(1, order, cand_scores.float())
+        picked = sample_salient(
+            cand_scores,
+            num_salient,
+            self.sampling if training else Sampling.HARD,
+            temperature=self.temperature,
+            reference=self.reference_sampling,
+            generator=generator,
+        )
+        rest = _complement(picked, order.shape[1])
+        if self.num_context is not None and self.num_context < rest.shape[1]:
+            best = cand_scores.gather(1, rest).topk(self.num_context, dim=1).indices
+            rest = rest.gather(1, best)
+        context_emb = emb.gather(1, rest.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        return Selection(order.gather(1, picked), context_emb, order.gather(1, rest), scores)
+
+
+def _complement(picked: Tensor, n: int) -> Tensor:
+    """Positions 0..n−1 not in `picked` (B, k), ascending, as (B, n − k), without a host sync."""
+    left = torch.ones(picked.shape[0], n, dtype=torch.bool, device=picked.device).scatter_(1, picked, False)
+    return left.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, : n - picked.shape[1]]

@@ -1,0 +1,125 @@
+"""Encoders by name, aggregators (shapes, invariances, the role of context), heads and losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dbps.models import (
+    AGGREGATORS,
+    PatchClassifier,
+    TaskSpec,
+    create_aggregator,
+    create_encoder,
+    multitask_loss,
+    sinusoidal_encoding,
+)
+
+COMMON = {"dim": 16, "num_tasks": 3, "heads": 4, "dim_key": 4, "dim_value": 4, "dim_ffn": 32}
+
+
+@pytest.mark.parametrize("name", AGGREGATORS.names())
+def test_aggregator_shapes_and_scores(name: str) -> None:
+    agg = create_aggregator(name, **COMMON).eval()
+    salient, context = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    tokens = agg(salient, context)
+    assert tokens.shape == (2, agg.num_tokens, 16) and agg.num_tokens in (1, 3)
+    scores = agg.score(torch.cat([salient, context], 1))
+    assert scores.shape == (2, 12) and (scores > 0).all()
+    torch.testing.assert_close(scores.sum(1), torch.ones(2))
+
+
+@pytest.mark.parametrize("name", ["CA", "AB", "ABX"])
+def test_concatenating_aggregators_are_permutation_invariant_over_all_tokens(name: str) -> None:
+    agg = create_aggregator(name, **COMMON).eval()
+    x = torch.randn(2, 12, 16)
+    perm = torch.randperm(12)
+    torch.testing.assert_close(agg(x[:, :5], x[:, 5:]), agg(x[:, perm[:4]], x[:, perm[4:]]))
+    torch.testing.assert_close(agg.score(x)[:, perm], agg.score(x[:, perm]))
+
+
+def test_dual_attention_is_invariant_within_each_set_but_not_across_them() -> None:
+    agg = create_aggregator("DA", **COMMON).eval()
+    salient, context = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    torch.testing.assert_close(agg(salient, context), agg(salient[:, torch.randperm(5)], context[:, torch.randperm(7)]))
+    swapped = agg(torch.cat([salient[:, :4], context[:, :1]], 1), torch.cat([salient[:, 4:], context[:, 1:]], 1))
+    assert not torch.allclose(agg(salient, context), swapped)
+
+
+@pytest.mark.parametrize("name", ["DA", "CA", "ABX", "AB"])
+def test_output_depends_on_the_context_and_empty_context_works(name: str) -> None:
+    agg = create_aggregator(name, **COMMON).eval()
+    salient = torch.randn(2, 5, 16)
+    with_context = agg(salient, torch.randn(2, 7, 16))
+    without = agg(salient, torch.zeros(2, 0, 16))
+    assert torch.isfinite(without).all()
+    assert not torch.allclose(with_context, without)
+    assert not torch.allclose(with_context, agg(salient, torch.randn(2, 7, 16)))
+
+
+def test_unknown_aggregator_names_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"unknown aggregator 'CX'.*did you mean"):
+        create_aggregator("CX", dim=8)
+    assert type(create_aggregator("abx", dim=8, heads=2)) is type(create_aggregator("ABX", dim=8, heads=2))
+
+
+def test_truncated_resnet18_with_one_channel_stem_is_the_megapixel_mnist_encoder() -> None:
+    encoder = create_encoder("resnet18", in_chans=1, stages=2)
+    assert encoder.embed_dim == 128
+    assert encoder(torch.rand(3, 1, 50, 50)).shape == (3, 128)
+    assert not any("layer3" in name for name, _ in encoder.named_parameters())
+
+
+def test_timm_encoder_with_projector_and_local_weights(tmp_path) -> None:
+    import timm
+
+    reference = timm.create_model("resnet18", in_chans=1, num_classes=0)
+    path = tmp_path / "weights.pth"
+    torch.save(reference.state_dict(), path)
+    encoder = create_encoder("resnet18", in_chans=1, stages=1, dim=32, weights=path)
+    assert encoder.embed_dim == 32 and encoder(torch.rand(4, 1, 32, 32)).shape == (4, 32)
+    torch.testing.assert_close(encoder.backbone.features.conv1.weight, reference.conv1.weight)
+
+
+def test_projector_for_feature_bags_and_encoder_errors(tmp_path) -> None:
+    encoder = create_encoder("projector", in_dim=20, dim=8)
+    assert encoder(torch.randn(5, 20)).shape == (5, 8)
+    with pytest.raises(ValueError, match="unknown encoder 'resnet181'"):
+        create_encoder("resnet181")
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
+        create_encoder("resnet18", weights=tmp_path / "missing.pth")
+
+
+def test_sinusoidal_encoding_is_the_standard_table() -> None:
+    enc = sinusoidal_encoding(torch.tensor([[0, 3]]), 6)
+    assert enc.shape == (1, 2, 6)
+    assert torch.equal(enc[0, 0], torch.tensor([0.0, 0, 0, 1, 1, 1]))
+    torch.testing.assert_close(enc[0, 1, 0], torch.sin(torch.tensor(3.0)))
+    torch.testing.assert_close(enc[0, 1, 4], torch.cos(torch.tensor(3.0) * 10000 ** (-1 / 3)))
+
+
+def test_positional_encoding_changes_scores_of_identical_patches() -> None:
+    tasks = [TaskSpec("t", 2)]
+    model = PatchClassifier(
+        create_encoder("projector", in_dim=4, dim=8), create_aggregator("CA", dim=8), tasks, pos_enc=True
+    ).eval()
+    emb = torch.ones(1, 3, 8)
+    assert not torch.allclose(model.score(emb, torch.tensor([[0, 1, 2]])), torch.full((1, 3), 1 / 3))
+
+
+def test_multitask_loss_is_the_mean_of_cross_entropy_and_bce() -> None:
+    tasks = [TaskSpec("a", 3), TaskSpec("b", 4, "sigmoid", "multilabel_accuracy")]
+    outputs = {"a": torch.randn(2, 3), "b": torch.randn(2, 4)}
+    targets = {"a": torch.tensor([0, 2]), "b": torch.tensor([[1, 0, 0, 1], [0, 1, 1, 0]])}
+    expected = (
+        torch.nn.functional.cross_entropy(outputs["a"], targets["a"])
+        + torch.nn.functional.binary_cross_entropy_with_logits(outputs["b"], targets["b"].float())
+    ) / 2
+    torch.testing.assert_close(multitask_loss(outputs, targets, tasks), expected)
+
+
+def test_task_spec_is_validated() -> None:
+    with pytest.raises(ValueError, match="activation"):
+        TaskSpec("x", 2, "relu")
+    with pytest.raises(ValueError, match="num_classes"):
+        TaskSpec("x", 0)

@@ -1,0 +1,206 @@
+"""Selection against brute force, the memory bound, eval mode and argument checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from dbps.models import PatchClassifier, PatchEncoder, TaskSpec, create_aggregator
+from dbps.patches import FeaturePatches, ImagePatches
+from dbps.selection import PatchSelector, eval_mode
+from tests.conftest import tiny_model
+
+
+def feature_model(heads: int = 1, tasks: int = 1, dim: int = 8, in_dim: int = 6) -> PatchClassifier:
+    """A linear encoder over feature vectors: cheap and free of batch-size effects."""
+    encoder = PatchEncoder(nn.Linear(in_dim, dim), dim)
+    aggregator = create_aggregator("CA", dim=dim, num_tasks=tasks, heads=heads, dim_key=4, dim_value=4)
+    return PatchClassifier(encoder, aggregator, [TaskSpec(f"t{i}", 3) for i in range(tasks)])
+
+
+def global_ranking(model: PatchClassifier, features: torch.Tensor) -> torch.Tensor:
+    """Patch indices of each instance sorted by score over all N patches at once, (B, N)."""
+    with torch.no_grad():
+        emb = model.embed(features.flatten(0, 1)).unflatten(0, features.shape[:2])
+        idx = torch.arange(features.shape[1]).expand(features.shape[0], -1)
+        return model.score(emb, idx).argsort(dim=1, descending=True)
+
+
+def as_sets(idx: torch.Tensor) -> list[set[int]]:
+    return [set(row.tolist()) for row in idx]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 16, 40, 64])
+def test_single_head_ips_equals_global_top_m(chunk: int) -> None:
+    model, features = feature_model(), torch.randn(3, 40, 6)
+    selection = PatchSelector("ips", num_salient=5, chunk_size=chunk).select(
+        model, FeaturePatches(features), training=False
+    )
+    assert as_sets(selection.salient_idx) == as_sets(global_ranking(model, features)[:, :5])
+    assert selection.context_emb.shape == (3, 0, 8)
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 9, 40])
+def test_single_head_dbps_dynamic_buffer_is_global_ranks_m_to_m_plus_s(chunk: int) -> None:
+    model, features = feature_model(), torch.randn(2, 40, 6)
+    selection = PatchSelector("dbps", num_salient=4, chunk_size=chunk, num_context=7).select(
+        model, FeaturePatches(features), training=False
+    )
+    ranking = global_ranking(model, features)
+    assert as_sets(selection.salient_idx) == as_sets(ranking[:, :4])
+    assert as_sets(selection.context_idx) == as_sets(ranking[:, 4:11])
+    with torch.no_grad():  # the buffer holds the embeddings of exactly those patches
+        expected = model.embed(FeaturePatches(features).fetch(selection.context_idx).flatten(0, 1))
+    torch.testing.assert_close(selection.context_emb.flatten(0, 1), expected)
+
+
+def naive_iterative_selection(model: PatchClassifier, features: torch.Tensor, keep: int, chunk: int) -> list[list[int]]:
+    """The buffer procedure written out per instance with Python lists: keep the best `keep` of buffer ∪ chunk."""
+    result = []
+    for inst in features:
+        buffer: list[int] = []
+        for start in range(0, inst.shape[0], chunk):
+            cand = buffer + list(range(start, min(start + chunk, inst.shape[0])))
+            with torch.no_grad():
+                emb = model.embed(inst[cand])[None]
+                scores = model.score(emb, torch.tensor(cand)[None])[0]
+            buffer = [cand[i] for i in scores.argsort(descending=True)[:keep].tolist()]
+        result.append(buffer)
+    return result
+
+
+def test_multi_head_chunked_selection_is_the_iterative_procedure_not_the_global_top_m() -> None:
+    """With several heads or tasks the score is a mean of softmaxes, so it depends on the candidate set.
+
+    What holds: the batched selection equals the per-instance buffer procedure, and one chunk of all
+    patches equals the global top-M. What does not: chunked selection equals the global top-M.
+    """
+    torch.manual_seed(3)
+    model, features = feature_model(heads=4, tasks=2), torch.randn(4, 60, 6) * 3
+    source = FeaturePatches(features)
+    chunked = PatchSelector("dbps", num_salient=6, chunk_size=5, num_context=4).select(model, source, training=False)
+    naive = naive_iterative_selection(model, features, keep=10, chunk=5)
+    assert [row.tolist() for row in torch.cat([chunked.salient_idx, chunked.context_idx], 1)] == naive
+    one_chunk = PatchSelector("ips", num_salient=6, chunk_size=60).select(model, source, training=False)
+    ranking = global_ranking(model, features)
+    assert as_sets(one_chunk.salient_idx) == as_sets(ranking[:, :6])
+    assert as_sets(chunked.salient_idx) != as_sets(ranking[:, :6])
+
+
+class CountingEncoder(nn.Module):
+    """Records how many patches each call sees, with and without gradients, and the mode it runs in."""
+
+    def __init__(self, inner: PatchEncoder) -> None:
+        super().__init__()
+        self.inner, self.embed_dim = inner, inner.embed_dim
+        self.no_grad_calls: list[int] = []
+        self.grad_calls: list[int] = []
+        self.modes: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (self.grad_calls if torch.is_grad_enabled() else self.no_grad_calls).append(x.shape[0])
+        self.modes.append(self.training)
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps", "dbps+"])
+@pytest.mark.parametrize("side", [32, 64, 96])
+def test_encoder_sees_at_most_b_times_i_patches_without_grad_and_b_times_m_with(method: str, side: int) -> None:
+    from dbps.engine.step import forward_backward
+
+    model = tiny_model("DA")
+    counter = CountingEncoder(model.encoder)
+    model.encoder = counter
+    model.train()
+    batch, chunk, salient = 2, 5, 3
+    selector = PatchSelector(method, num_salient=salient, chunk_size=chunk, num_context=4 if method == "dbps" else None)
+    source = ImagePatches(torch.rand(batch, 1, side, side), 8)
+    forward_backward(model, selector, source, {"label": torch.tensor([0, 1])})
+    assert max(counter.no_grad_calls) <= batch * chunk
+    assert sum(counter.no_grad_calls) == batch * source.num_patches  # every patch embedded exactly once
+    assert counter.grad_calls == [batch * salient]
+    assert counter.modes == [False] * len(counter.no_grad_calls) + [True]
+
+
+def test_num_salient_at_least_n_selects_everything_without_embedding() -> None:
+    model = feature_model()
+    counter = CountingEncoder(model.encoder)
+    model.encoder = counter
+    selection = PatchSelector("ips", num_salient=50, chunk_size=4).select(
+        model, FeaturePatches(torch.randn(2, 9, 6)), training=False
+    )
+    assert selection.salient_idx.tolist() == [list(range(9))] * 2
+    assert counter.no_grad_calls == []
+
+
+def test_dbps_plus_context_is_every_kept_patch_not_selected() -> None:
+    model, features = feature_model(), torch.randn(3, 30, 6)
+    selector = PatchSelector("dbps+", num_salient=4, chunk_size=7, drop_ratio=0.3, sampling="half")
+    gen = torch.Generator().manual_seed(0)
+    selection = selector.select(model, FeaturePatches(features), training=True, generator=gen)
+    assert selection.salient_idx.shape == (3, 4) and selection.context_idx.shape == (3, 21 - 4)
+    for sal, ctx, scores in zip(selection.salient_idx, selection.context_idx, selection.scores, strict=True):
+        kept = set(torch.nonzero(~scores.isnan()).flatten().tolist())
+        assert len(kept) == 21 and set(sal.tolist()) | set(ctx.tolist()) == kept
+        assert not set(sal.tolist()) & set(ctx.tolist())
+    capped = PatchSelector("dbps+", num_salient=4, chunk_size=7, num_context=5).select(
+        model, FeaturePatches(features), training=False
+    )
+    ranking = global_ranking(model, features)
+    assert as_sets(capped.salient_idx) == as_sets(ranking[:, :4])
+    assert as_sets(capped.context_idx) == as_sets(ranking[:, 4:9])
+
+
+def test_dbps_plus_scores_are_the_global_attention_weights() -> None:
+    model, features = feature_model(heads=2), torch.randn(2, 20, 6)
+    selection = PatchSelector("dbps+", num_salient=3, chunk_size=6).select(
+        model, FeaturePatches(features), training=False
+    )
+    with torch.no_grad():
+        emb = model.embed(features.flatten(0, 1)).unflatten(0, (2, 20))
+        expected = model.score(emb, torch.arange(20).expand(2, 20))
+    torch.testing.assert_close(selection.scores, expected)
+
+
+def test_eval_mode_is_restored_module_by_module() -> None:
+    model = tiny_model("CA")
+    model.train()
+    model.encoder.backbone[1].eval()  # one BatchNorm deliberately frozen
+    before = [m.training for m in model.modules()]
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == before
+
+
+def test_selection_does_not_update_batchnorm_statistics() -> None:
+    model = tiny_model("CA")
+    model.train()
+    stats = model.encoder.backbone[1].running_mean.clone()
+    source = ImagePatches(torch.rand(2, 1, 32, 32), 8)
+    PatchSelector("ips", num_salient=2, chunk_size=4).select(model, source, training=True)
+    assert torch.equal(model.encoder.backbone[1].running_mean, stats)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"num_salient": 0}, "num_salient"),
+        ({"chunk_size": 0}, "chunk_size"),
+        ({"num_context": -1}, "num_context"),
+        ({"method": "fast"}, "method"),
+        ({"sampling": "random"}, "sampling"),
+        ({"method": "ips", "num_context": 3}, "num_context"),
+        ({"method": "dbps", "sampling": "half"}, "sampling"),
+        ({"drop_ratio": 1.5}, "drop_ratio"),
+        ({"temperature": 0.0}, "temperature"),
+    ],
+)
+def test_bad_selector_arguments_name_the_argument(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        PatchSelector(**kwargs)
+
+
+def test_method_and_sampling_names_are_case_insensitive() -> None:
+    selector = PatchSelector("DBPS+", sampling="Half", shuffle="Batch")
+    assert (selector.method, selector.sampling, selector.shuffle) == ("dbps+", "half", "batch")
