@@ -204,3 +204,18 @@ def test_bad_selector_arguments_name_the_argument(kwargs: dict, name: str) -> No
 def test_method_and_sampling_names_are_case_insensitive() -> None:
     selector = PatchSelector("DBPS+", sampling="Half", shuffle="Batch")
     assert (selector.method, selector.sampling, selector.shuffle) == ("dbps+", "half", "batch")
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps", "dbps+"])
+def test_explore_draws_the_salient_set_uniformly_whatever_the_scores(method: str) -> None:
+    model, features = feature_model(), torch.randn(1, 12, 6)
+    features[0, 0] *= 50  # a patch the attention would pick every time
+    source = FeaturePatches(features.expand(2000, -1, -1))
+    selector = PatchSelector(method, num_salient=3, chunk_size=5, num_context=2 if method == "dbps" else None)
+    gen = torch.Generator().manual_seed(0)
+    selection = selector.select(model, source, training=True, generator=gen, explore=True)
+    frequency = torch.bincount(selection.salient_idx.flatten(), minlength=12).float() / 2000
+    # 2000 draws of 3 of 12: each patch has probability 1/4, standard error < 0.01
+    torch.testing.assert_close(frequency, torch.full((12,), 0.25), atol=0.05, rtol=0)
+    assert selection.scores.isnan().all()
+    assert not selector.select(model, source, training=False, generator=gen, explore=True).scores.isnan().all()

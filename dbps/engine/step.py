@@ -47,6 +47,7 @@ def forward_backward(
     loss_scale: float = 1.0,
     generator: torch.Generator | None = None,
     amp_dtype: torch.dtype | None = None,
+    explore: bool = False,
 ) -> StepOutput:
     """Select without gradients, run the gradient pass, and back-propagate `loss · loss_scale`.
 
@@ -61,10 +62,11 @@ def forward_backward(
         loss_scale: multiplier of the loss before backward.
         generator: random generator on the source's device (drop, shuffle, sampling).
         amp_dtype: autocast dtype for both passes (e.g. torch.bfloat16 on CUDA), None for full precision.
+        explore: select uniformly at random instead of by attention (see `PatchSelector.select`).
     """
     core = unwrap(model)
     with autocast(source.device, amp_dtype):
-        selection = selector.select(core, source, training=True, generator=generator)
+        selection = selector.select(core, source, training=True, generator=generator, explore=explore)
         patches = source.fetch(selection.salient_idx)
         outputs = model(patches, selection.salient_idx, selection.context_emb, selection.context_idx)
         loss = multitask_loss(outputs, targets, core.tasks)

@@ -35,9 +35,17 @@ class PatchEncoder(nn.Module):
         self.backbone = backbone
         self.project = FeatureProjector(feature_dim, dim) if dim is not None and dim != feature_dim else nn.Identity()
         self.embed_dim = dim if dim is not None else feature_dim
+        self.channels_last = False
 
     def forward(self, patches: Tensor) -> Tensor:
+        if patches.dim() == 4 and self.channels_last:
+            patches = patches.contiguous(memory_format=torch.channels_last)
         return self.project(self.backbone(patches))
+
+    def to_channels_last(self) -> PatchEncoder:
+        """Channels-last weights and inputs: faster convolutions with tensor cores."""
+        self.channels_last = True
+        return self.to(memory_format=torch.channels_last)
 
 
 class _PooledFeatures(nn.Module):
@@ -70,17 +78,22 @@ def projector(in_dim: int, dim: int, **_: object) -> PatchEncoder:
 
 
 def timm_encoder(
-    name: str, in_chans: int = 3, stages: int | None = None, weights: str | Path | None = None
+    name: str,
+    in_chans: int = 3,
+    stages: int | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
 ) -> PatchEncoder:
     """A timm backbone as a pooled feature extractor, truncated after `stages` stages when given.
 
     `stages=2` on 'resnet18' keeps the stem, layer1 and layer2 (128-d): the Megapixel MNIST encoder.
+    `pretrained=True` fetches timm's hub weights (needs a network); `weights` reads a local file instead.
     """
     import timm
 
     if not timm.is_model(name):
         raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
-    kwargs: dict[str, object] = {"in_chans": in_chans}
+    kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
@@ -100,6 +113,7 @@ def create_encoder(
     dim: int | None = None,
     stages: int | None = None,
     weights: str | Path | None = None,
+    pretrained: bool = False,
     in_dim: int | None = None,
 ) -> PatchEncoder:
     """Build a patch encoder by name, projected to `dim` when its output width differs.
@@ -110,6 +124,7 @@ def create_encoder(
         dim: output width D; a projector is appended when the backbone's width differs.
         stages: keep only the first `stages` stages of a timm backbone.
         weights: a local weights file (timm: .safetensors/.pth/.bin; others: a torch state dict).
+        pretrained: timm hub weights (needs a network).
         in_dim: feature width F, for 'projector'.
     """
     if name in ENCODERS:
@@ -123,5 +138,5 @@ def create_encoder(
         if weights is not None:
             encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return encoder
-    base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights)
+    base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights, pretrained=pretrained)
     return PatchEncoder(base.backbone, base.embed_dim, dim)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,6 +45,9 @@ class SelectionModel(Protocol):
     def modules(self) -> Iterator[nn.Module]: ...
 
     def eval(self) -> nn.Module: ...
+
+
+Scorer = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,7 @@ class PatchSelector:
         *,
         training: bool,
         generator: torch.Generator | None = None,
+        explore: bool = False,
     ) -> Selection:
         """Run the no-gradient pass over `source` and return the selection.
 
@@ -160,25 +164,34 @@ class PatchSelector:
             training: apply random drop, shuffle and the configured sampling; otherwise use every patch
                 in grid order and hard top-M with `eval_num_salient`.
             generator: random generator on the source's device, for reproducible draws.
+            explore: (training only) rank patches by random scores instead of the model's attention, so the
+                salient set and the context are uniform random draws. Used for the first epochs of training:
+                an untrained attention can settle on uninformative constant background (e.g. black canvas)
+                and then never see the object patches it should learn from. Scores come back as NaN.
         """
         batch, total = source.batch_size, source.num_patches
         keep = num_kept(total, self.drop_ratio) if training else total
-        order = patch_order(
-            batch,
-            total,
-            keep=keep,
-            shuffle=self.shuffle if training else None,
-            generator=generator,
-            device=source.device,
-        )
+        shuffle = self.shuffle if training else None
+        if explore and training and shuffle is None:
+            shuffle = ShuffleStyle.INSTANCE  # random scores on a fixed order would favour late patches
+        order = patch_order(batch, total, keep=keep, shuffle=shuffle, generator=generator, device=source.device)
         num_salient = self.num_salient if training else self.eval_num_salient
+        score = model.score
+        if explore and training:
+
+            def score(emb: Tensor, idx: Tensor) -> Tensor:
+                return torch.rand(idx.shape, generator=generator, device=idx.device).softmax(dim=1)
+
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
                 return self._everything(model, source, order)
             if self.method is Method.DBPS_PLUS:
-                return self._embed_all_then_sample(model, source, order, num_salient, training, generator)
-            num_context = self.num_context or 0
-            return self._chunked_buffers(model, source, order, num_salient, num_context)
+                selection = self._embed_all_then_sample(model, score, source, order, num_salient, training, generator)
+            else:
+                selection = self._chunked_buffers(model, score, source, order, num_salient, self.num_context or 0)
+        if explore and training:
+            selection.scores.fill_(float("nan"))
+        return selection
 
     def _embed(self, model: SelectionModel, source: PatchSource, idx: Tensor) -> Tensor:
         patches = source.fetch(idx)
@@ -192,7 +205,13 @@ class PatchSelector:
         return Selection(order, empty_emb, order[:, :0], scores)
 
     def _chunked_buffers(
-        self, model: SelectionModel, source: PatchSource, order: Tensor, num_salient: int, num_context: int
+        self,
+        model: SelectionModel,
+        score: Scorer,
+        source: PatchSource,
+        order: Tensor,
+        num_salient: int,
+        num_context: int,
     ) -> Selection:
         """IPS / DBPS: rank buffers ∪ chunk jointly; the top M stay static, the next S stay dynamic."""
         scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
@@ -203,7 +222,7 @@ class PatchSelector:
             emb = self._embed(model, source, idx)
             cand_emb = emb if kept_emb is None else torch.cat([kept_emb, emb], dim=1)
             cand_idx = torch.cat([kept_idx, idx], dim=1)
-            cand_scores = model.score(cand_emb, cand_idx)
+            cand_scores = score(cand_emb, cand_idx)
             scores.scatter_(1, idx, cand_scores[:, -idx.shape[1] :].float())
             top = cand_scores.topk(min(num_salient + num_context, cand_idx.shape[1]), dim=1).indices
             kept_emb = cand_emb.gather(1, top.unsqueeze(-1).expand(-1, -1, cand_emb.shape[-1]))
@@ -214,6 +233,7 @@ class PatchSelector:
     def _embed_all_then_sample(
         self,
         model: SelectionModel,
+        score: Scorer,
         source: PatchSource,
         order: Tensor,
         num_salient: int,
@@ -223,7 +243,7 @@ class PatchSelector:
         """DBformer+: embed all kept patches in chunks, score them together, sample M, the rest is context."""
         starts = range(0, order.shape[1], self.chunk_size)
         emb = torch.cat([self._embed(model, source, order[:, s : s + self.chunk_size]) for s in starts], dim=1)
-        cand_scores = model.score(emb, order)
+        cand_scores = score(emb, order)
         scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
         scores.scatter_(1, order, cand_scores.float())
         picked = sample_salient(

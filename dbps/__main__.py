@@ -1,0 +1,5 @@
+"""`python -m dbps` runs the command line."""
+
+from dbps.cli import main
+
+raise SystemExit(main())

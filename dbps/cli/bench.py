@@ -1,0 +1,46 @@
+"""`dbps bench`: time and peak memory per training step for each method and image size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v]
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    parser = sub.add_parser(name, help="benchmark speed and memory", description=__doc__)
+    parser.add_argument("--config", required=True, help="YAML file or preset name (model, M, I, S come from it)")
+    parser.add_argument("--methods", default="full,ips,dbps,dbps+", help="comma-separated (default: all four)")
+    parser.add_argument("--sizes", type=_ints, default=[1500, 3000], help="image sides in pixels, comma-separated")
+    parser.add_argument("--batch", type=int, help="images per step (default: the config's batch size)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--peak-tflops", type=float, help="bf16 peak of the GPU for the fraction-of-peak column")
+    parser.add_argument("--out", type=Path, default=Path("bench.csv"), help="CSV path; the plot goes beside it")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dbps.bench import plot, run_benchmark, write_csv
+    from dbps.config import load_config
+
+    config, _ = load_config(args.config, args.overrides)
+    if args.steps < 1 or args.warmup < 0:
+        raise ValueError("--steps must be ≥ 1 and --warmup ≥ 0")
+    results = run_benchmark(
+        config,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        sizes=args.sizes,
+        batch=args.batch or config.train.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        peak_tflops=args.peak_tflops,
+    )
+    write_csv(results, args.out)
+    plot(results, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 0

@@ -1,0 +1,1 @@
+"""Shipped presets, resolvable by name: `dbps train --config quickstart`."""

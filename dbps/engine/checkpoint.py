@@ -1,0 +1,56 @@
+"""Checkpoints: atomic writes, plain state dicts (no wrapper prefixes), bare state dicts accepted on load."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """State dict without `module.` (DDP) or `_orig_mod.` (torch.compile) prefixes."""
+    state = model.state_dict()
+    return {key.replace("module.", "", 1).replace("_orig_mod.", ""): value for key, value in state.items()}
+
+
+def save_checkpoint(path: Path, **payload: Any) -> None:
+    """Save a checkpoint dict (model, optimizer, epoch, step, config, metrics, …) atomically."""
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint dict; a bare state dict comes back as {'model': state_dict}."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for corrupt files
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    if isinstance(data, dict) and "model" in data:
+        return data
+    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return {"model": data}
+    raise ValueError(f"{path}: neither a dbps checkpoint nor a state dict")

@@ -1,0 +1,53 @@
+"""`dbps bench` on a CPU with small sizes: a CSV and a plot in seconds, out-of-memory recorded as a result."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from dbps import bench
+from dbps.cli import main
+from dbps.config import load_config
+
+SMALL = [
+    "model.encoder=small_cnn", "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8",
+    "model.dim_ffn=32", "M=3", "I=8", "S=4", "tasks=[majority]", "train.device=cpu",
+]  # fmt: skip
+
+
+def test_bench_command_writes_csv_and_plot(tmp_path) -> None:
+    out = tmp_path / "b.csv"
+    argv = ["bench", "--config", "quickstart", "--sizes", "100,150", "--batch", "2", "--steps", "1", "--warmup", "1"]
+    assert main([*argv, "--out", str(out), *SMALL]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["method"], r["size"]) for r in rows] == [(m, s) for s in ("100", "150") for m in bench.METHODS]
+    for row in rows:
+        assert row["status"] == "ok" and float(row["ms_per_step"]) > 0 and float(row["images_per_s"]) > 0
+        assert row["peak_memory_mb"] != ""
+    full = [r for r in rows if r["method"] == "full"]
+    assert [int(r["num_salient"]) for r in full] == [4, 9]  # the full baseline takes every patch with gradients
+    assert all(float(r["selection_tflops"]) > 0 for r in rows if r["method"] != "full")
+    assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_out_of_memory_is_recorded_not_raised(monkeypatch) -> None:
+    config, _ = load_config("quickstart", SMALL)
+
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(bench, "train_step", exhausted)
+    (result,) = bench.run_benchmark(config, methods=["full"], sizes=[100], batch=1, steps=1, warmup=1, progress=False)
+    assert result.status == "oom" and result.ms_per_step is None
+
+
+def test_method_selectors_share_m_and_i() -> None:
+    config, _ = load_config("quickstart", SMALL)
+    selectors = {m: bench.method_selector(m, config, 900) for m in bench.METHODS}
+    assert selectors["full"].num_salient == 900
+    assert {selectors[m].num_salient for m in ("ips", "dbps", "dbps+")} == {3}
+    assert selectors["dbps"].num_context == 4 and selectors["dbps+"].drop_ratio == 0.3
+    with pytest.raises(ValueError, match="unknown benchmark method"):
+        bench.method_selector("fast", config, 900)

@@ -1,0 +1,196 @@
+"""Configuration: presets, reference keys, overrides, and errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dbps.config import ConfigError, config_from_dict, load_config, preset_names, save_config
+from dbps.selection import Method, Sampling
+
+# Flat configs in the reference repos' style (values as their files have them).
+REFERENCE_DBFORMER_PLUS = """
+n_epoch: 100
+n_epoch_warmup: 10
+B: 128
+B_seq: 32
+lr: 1e-4
+wd: 0.1
+seed: 0
+dataset_path: /data/cqu_bpdd
+n_class: 7
+n_worker: 8
+pin_memory: True
+eager: True
+patch_size: [200, 200]
+patch_stride: [200, 200]
+N: 30
+enc_type: resnet18
+pretrained: False
+n_chan_in: 3
+shuffle: True
+shuffle_style: batch
+M: 2
+I: 10
+S: 8
+ratio: 0.3
+sample_style: Half
+attention: ABX
+use_pos: False
+H: 8
+D: 512
+D_k: 64
+D_v: 64
+D_inner: 2048
+dropout: 0.1
+attn_dropout: 0.1
+lrs: False
+N1: 10
+I1: 5
+n_token: 1
+tasks:
+  task0: {id: 0, name: label, act_fn: softmax, metric: accuracy}
+wandb: False
+swanlab: False
+isParallel: False
+track_efficiency: False
+"""
+
+REFERENCE_IPS_MNIST = """
+n_epoch: 150
+n_epoch_warmup: 10
+B: 16
+B_seq: 16
+lr: 0.001
+wd: 0.1
+enc_type: resnet18
+n_res_blocks: 2
+n_chan_in: 1
+single: True
+M: 100
+I: 100
+S: 50
+attention: CA
+use_pos: True
+tasks:
+  task0: {id: 0, name: majority, act_fn: softmax, metric: accuracy}
+  task1: {id: 1, name: max, act_fn: softmax, metric: accuracy}
+  task2: {id: 2, name: top, act_fn: softmax, metric: accuracy}
+  task3: {id: 3, name: multi, act_fn: sigmoid, metric: multilabel_accuracy}
+"""
+
+
+def write(tmp_path, text: str, name: str = "c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_and_round_trips(name: str, tmp_path) -> None:
+    config, notes = load_config(name)
+    assert notes == []
+    save_config(config, tmp_path / "resolved.yaml")
+    again, _ = load_config(tmp_path / "resolved.yaml")
+    assert again == config
+
+
+def test_presets_are_the_expected_ones() -> None:
+    assert {"quickstart", "mnist_ips", "mnist_dbps", "mnist_dbps_plus"} <= set(preset_names())
+    for name, method in (("mnist_ips", Method.IPS), ("mnist_dbps", Method.DBPS), ("mnist_dbps_plus", Method.DBPS_PLUS)):
+        config, _ = load_config(name)
+        s, t = config.selection, config.train
+        assert (config.selection.method, s.num_salient, s.chunk_size, config.model.dim) == (method, 100, 100, 128)
+        assert (t.batch_size, t.lr, t.epochs, config.patches.size, config.data.generate.size) == (
+            16, 1e-3, 150, (50, 50), 1500,
+        )  # fmt: skip
+
+
+def test_reference_dbformer_plus_config_loads_as_it_is(tmp_path) -> None:
+    config, notes = load_config(write(tmp_path, REFERENCE_DBFORMER_PLUS))
+    assert config.selection.method is Method.DBPS_PLUS and config.selection.sampling is Sampling.HALF
+    assert (config.selection.num_salient, config.selection.chunk_size, config.selection.num_context) == (2, 10, None)
+    assert (config.train.batch_size, config.train.micro_batch_size, config.train.lr) == (128, 32, 1e-4)
+    assert config.patches.size == (200, 200) and config.patches.drop_ratio == 0.3 and config.patches.num_patches == 30
+    assert config.model.aggregator == "ABX" and config.model.dim == 512 and config.model.num_classes == 7
+    assert config.data.root == "/data/cqu_bpdd" and config.tasks[0].name == "label"
+    noted = " ".join(notes)
+    for key in ("eps", "N1", "I1", "isParallel", "eager", "track_efficiency", "S:"):
+        if key in REFERENCE_DBFORMER_PLUS or key == "S:":
+            assert key in noted, key
+
+
+def test_reference_ips_config_is_the_single_buffer_method(tmp_path) -> None:
+    config, _ = load_config(write(tmp_path, REFERENCE_IPS_MNIST))
+    assert config.selection.method is Method.IPS and config.selection.num_context is None
+    assert [t.name for t in config.tasks] == ["majority", "max", "top", "multi"]
+    assert config.tasks[3].activation == "sigmoid" and config.tasks[3].metric == "multilabel_accuracy"
+    assert (config.model.encoder_stages, config.model.in_chans, config.model.pos_enc) == (2, 1, True)
+
+
+def test_unknown_keys_are_errors_that_name_them(tmp_path) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(write(tmp_path, "M: 4\nMM: 5\nselection: {num_salinet: 3}\n"))
+    message = str(error.value)
+    assert "unknown key 'MM'" in message and "unknown key 'selection.num_salinet'" in message
+    assert "did you mean 'num_salient'" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("M: ten", "selection.num_salient"),
+        ("M: true", "selection.num_salient"),
+        ("lr: fast", "train.lr"),
+        ("use_pos: 1", "model.pos_enc"),
+        ("patch_size: [50, 50, 50]", "patches.size"),
+        ("sample_style: Random", "selection.sampling"),
+        ("tasks: 3", "tasks"),
+        ("train: 5", "train"),
+    ],
+)
+def test_ill_typed_values_are_errors_that_name_the_key(tmp_path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(write(tmp_path, text + "\n"))
+
+
+def test_inconsistent_values_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_dict({"B": 16, "B_seq": 5, "M": 0, "lrs": True, "selection": {"method": "dbps"}})
+    lines = str(error.value).splitlines()
+    assert any("train.micro_batch_size" in line for line in lines)
+    assert any("num_salient" in line for line in lines)
+    assert any(line.startswith("lrs") for line in lines)
+
+
+def test_overrides_accept_both_spellings_and_yaml_values() -> None:
+    config, _ = load_config(
+        "quickstart", ["M=5", "selection.chunk_size=7", "patches.size=[25, 30]", "tasks=[majority]", "lr=2e-4"]
+    )
+    assert (config.selection.num_salient, config.selection.chunk_size, config.patches.size) == (5, 7, (25, 30))
+    assert [t.name for t in config.tasks] == ["majority"] and config.train.lr == 2e-4
+    with pytest.raises(ConfigError, match="not key=value"):
+        load_config("quickstart", ["M"])
+
+
+def test_method_specific_checks() -> None:
+    with pytest.raises(ConfigError, match="num_context"):
+        config_from_dict({"selection": {"method": "dbps"}})
+    with pytest.raises(ConfigError, match="sampling"):
+        config_from_dict({"selection": {"method": "ips", "sampling": "half"}})
+
+
+def test_missing_config_and_bad_yaml_are_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [1, 2\n"))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+
+
+def test_saved_config_is_plain_yaml(tmp_path) -> None:
+    config, _ = load_config("quickstart")
+    save_config(config, tmp_path / "c.yaml")
+    data = yaml.safe_load((tmp_path / "c.yaml").read_text())
+    assert data["selection"]["method"] == "dbps" and data["patches"]["size"] == [50, 50]
