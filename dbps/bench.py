@@ -2,13 +2,17 @@
 
 Images are synthetic (sparse bright blobs on black, uint8, made on the device) so that any size can be measured
 without a dataset; a step is the whole optimiser step: selection, re-embedding, aggregation, loss, backward,
-AdamW. Times come from CUDA events on a GPU (warm-up steps excluded) and from a wall clock on a CPU; memory is
-the CUDA peak allocated, or on a CPU the growth of the process's peak resident set during the timed steps.
+AdamW. Times come from CUDA events on a GPU (warm-up steps excluded) and from a wall clock on a CPU. Memory is
+the peak over warm-up and timed steps of what the measurement holds (weights, optimiser state, images,
+activations): CUDA peak allocated above what was allocated before, or on a CPU the peak resident set above the
+resident set before (freed memory goes back to the OS between measurements, so earlier ones do not mask it).
 """
 
 from __future__ import annotations
 
 import csv
+import gc
+import multiprocessing
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dbps.config import Config
 from dbps.data.megapixel_mnist import TASKS as MEGAPIXEL_MNIST_TASKS
 from dbps.engine.build import build_model, resolve_device, resolve_tasks
-from dbps.engine.memory import current_memory_bytes, keep_freed_host_memory, peak_memory_bytes, reset_peak_memory
+from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
 from dbps.patches import ImagePatches, grid_shape, num_kept
 from dbps.selection import Method, PatchSelector, Sampling
@@ -142,6 +146,9 @@ def _measure(
     result: BenchResult, config: Config, selector: PatchSelector, tasks: list, channels: int, device: torch.device,
     amp: torch.dtype | None, steps: int, warmup: int, peak_tflops: float | None,
 ) -> None:  # fmt: skip
+    gc.collect()
+    reset_peak_memory(device)
+    baseline = current_memory_bytes(device)
     torch.manual_seed(config.train.seed)
     model = build_model(config, tasks, channels).to(device)
     if device.type == "cuda" and config.train.channels_last:
@@ -160,8 +167,6 @@ def _measure(
 
     for _ in range(warmup):
         train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
-    reset_peak_memory(device)
-    baseline = current_memory_bytes(device) if device.type != "cuda" else 0
     with _Timer(device) as timer:
         for _ in range(steps):
             train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
@@ -199,19 +204,27 @@ def run_benchmark(
     warmup: int = 2,
     peak_tflops: float | None = None,
     progress: bool = True,
+    isolate: bool = True,
 ) -> list[BenchResult]:
-    """Every method at every size, in one process (so baselines share the session)."""
+    """Every method at every size, baselines included, in one session.
+
+    On a CPU each measurement runs in a freshly spawned process when `isolate` is set: the C allocator keeps
+    freed memory mapped, so in one process an earlier measurement's peak would hide a later one's.
+    """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown benchmark method(s) {unknown}; known: {', '.join(METHODS)}")
     device = resolve_device(config.train.device)
-    keep_freed_host_memory()
     peak = peak_tflops or default_peak_tflops(device)
     results = []
     for size in sizes:
         for method in methods:
-            result = bench_one(config, method, size, batch=batch, steps=steps, warmup=warmup, device=device,
-                               peak_tflops=peak)  # fmt: skip
+            kwargs = {"batch": batch, "steps": steps, "warmup": warmup, "device": device, "peak_tflops": peak}
+            if isolate and device.type == "cpu":
+                with multiprocessing.get_context("spawn").Pool(1) as pool:
+                    result = pool.apply(bench_one, (config, method, size), kwargs)
+            else:
+                result = bench_one(config, method, size, **kwargs)
             if progress:
                 print(_describe(result), flush=True)
             results.append(result)
