@@ -2,7 +2,7 @@
 
 from dbps.patches.grid import extract_patches, grid_coords, grid_shape, to_pair
 from dbps.patches.order import ShuffleStyle, num_kept, patch_order
-from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource
+from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, gather_tokens
 
 __all__ = [
     "FeaturePatches",
@@ -10,6 +10,7 @@ __all__ = [
     "PatchSource",
     "ShuffleStyle",
     "extract_patches",
+    "gather_tokens",
     "grid_coords",
     "grid_shape",
     "num_kept",

@@ -16,6 +16,11 @@ from torch import Tensor
 from dbps.patches.grid import grid_coords, grid_shape, to_pair
 
 
+def gather_tokens(tokens: Tensor, idx: Tensor) -> Tensor:
+    """Rows `idx` (B, k) of each instance's tokens (B, n, D) → (B, k, D)."""
+    return tokens.gather(1, idx.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
 @runtime_checkable
 class PatchSource(Protocol):
     """B instances of N patches, readable by index."""
@@ -130,4 +135,4 @@ class FeaturePatches:
         return self.features.device
 
     def fetch(self, idx: Tensor) -> Tensor:
-        return self.features.gather(1, idx.unsqueeze(-1).expand(-1, -1, self.features.shape[-1]))
+        return gather_tokens(self.features, idx)

@@ -11,7 +11,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from dbps.patches import PatchSource, ShuffleStyle, num_kept, patch_order
+from dbps.patches import PatchSource, ShuffleStyle, gather_tokens, num_kept, patch_order
 from dbps.registry import parse_enum
 from dbps.selection.sampling import Sampling, sample_salient
 
@@ -201,8 +201,7 @@ class PatchSelector:
         """M ≥ N': every kept patch is salient and nothing needs scoring (as IPS does)."""
         batch = order.shape[0]
         empty_emb = torch.zeros(batch, 0, model.embed_dim, device=source.device)
-        scores = torch.full((batch, source.num_patches), float("nan"), device=source.device)
-        return Selection(order, empty_emb, order[:, :0], scores)
+        return Selection(order, empty_emb, order[:, :0], _unscored(order, source))
 
     def _chunked_buffers(
         self,
@@ -214,7 +213,7 @@ class PatchSelector:
         num_context: int,
     ) -> Selection:
         """IPS / DBPS: rank buffers ∪ chunk jointly; the top M stay static, the next S stay dynamic."""
-        scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
+        scores = _unscored(order, source)
         kept_emb: Tensor | None = None
         kept_idx = order[:, :0]
         for start in range(0, order.shape[1], self.chunk_size):
@@ -225,7 +224,7 @@ class PatchSelector:
             cand_scores = score(cand_emb, cand_idx)
             scores.scatter_(1, idx, cand_scores[:, -idx.shape[1] :].float())
             top = cand_scores.topk(min(num_salient + num_context, cand_idx.shape[1]), dim=1).indices
-            kept_emb = cand_emb.gather(1, top.unsqueeze(-1).expand(-1, -1, cand_emb.shape[-1]))
+            kept_emb = gather_tokens(cand_emb, top)
             kept_idx = cand_idx.gather(1, top)
         assert kept_emb is not None
         return Selection(kept_idx[:, :num_salient], kept_emb[:, num_salient:], kept_idx[:, num_salient:], scores)
@@ -244,8 +243,7 @@ class PatchSelector:
         starts = range(0, order.shape[1], self.chunk_size)
         emb = torch.cat([self._embed(model, source, order[:, s : s + self.chunk_size]) for s in starts], dim=1)
         cand_scores = score(emb, order)
-        scores = torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
-        scores.scatter_(1, order, cand_scores.float())
+        scores = _unscored(order, source).scatter_(1, order, cand_scores.float())
         picked = sample_salient(
             cand_scores,
             num_salient,
@@ -258,8 +256,13 @@ class PatchSelector:
         if self.num_context is not None and self.num_context < rest.shape[1]:
             best = cand_scores.gather(1, rest).topk(self.num_context, dim=1).indices
             rest = rest.gather(1, best)
-        context_emb = emb.gather(1, rest.unsqueeze(-1).expand(-1, -1, emb.shape[-1]))
+        context_emb = gather_tokens(emb, rest)
         return Selection(order.gather(1, picked), context_emb, order.gather(1, rest), scores)
+
+
+def _unscored(order: Tensor, source: PatchSource) -> Tensor:
+    """Per-patch scores (B, N), all NaN until filled in."""
+    return torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
 
 
 def _complement(picked: Tensor, n: int) -> Tensor:

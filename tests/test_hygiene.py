@@ -1,0 +1,37 @@
+"""What ships: every module states its job and stays small; the README's commands are the ones CI runs."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted((ROOT / "dbps").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_module_opens_with_a_docstring_and_stays_small(path: Path) -> None:
+    text = path.read_text()
+    assert ast.get_docstring(ast.parse(text)), f"{path} has no module docstring"
+    assert len(text.splitlines()) <= 400, f"{path} has grown past 400 lines: split it"
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    install, tests = blocks[0].strip(), blocks[1].strip()
+    assert install == "pip install -e . && dbps train --config quickstart"
+    ci = (ROOT / ".ci" / "run").read_text()
+    install_dev, run_tests = (part.strip() for part in tests.split("&&"))
+    assert install_dev == 'pip install -e ".[dev]"' and '-e ".[dev]"' in ci
+    assert run_tests in ci.splitlines()
+
+
+def test_quickstart_preset_is_the_documented_main_job() -> None:
+    from dbps.config import load_config
+
+    config, _ = load_config("quickstart")
+    assert config.selection.method == "dbps" and config.data.generate is not None
