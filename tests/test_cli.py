@@ -63,6 +63,13 @@ def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
     result = json.loads((run / "eval-test.json").read_text())
     assert result["tasks"] == summary["test"] and result["images"] == 8
 
+    predicted = dbps("predict", str(run), "--count", "3", "log.progress=false")
+    assert predicted.returncode == 0, predicted.stderr
+    pictures = sorted(p.name for p in (run / "predictions-test").glob("*.png"))
+    assert pictures == ["test-0000.png", "test-0001.png", "test-0002.png"]
+    rows = list(csv.DictReader((run / "predictions-test" / "predictions.csv").open()))
+    assert len(rows) == 3 and {"majority_predicted", "majority_target", "multi_predicted"} <= set(rows[0])
+
     again = dbps("train", "--config", "quickstart", "--out", str(run), f"data.root={data}", *TINY)
     assert again.returncode == 2 and "finished run" in again.stderr
     assert json.loads((run / "summary.json").read_text()) == summary
@@ -75,6 +82,7 @@ def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
         (["train", "--config", "quickstart", "selection.num_salient=many"], "selection.num_salient"),
         (["train", "--config", "no-such-config.yaml"], "no-such-config.yaml"),
         (["eval", "no/such/run"], "no/such/run"),
+        (["predict", "no/such/run", "--count", "2"], "no/such/run"),
     ],
 )
 def test_bad_input_ends_in_a_named_one_line_error(argv: list[str], expected: str, capsys) -> None:

@@ -8,9 +8,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dbps.cli import bench, evaluate, make_data, train
+from dbps.cli import bench, evaluate, make_data, predict, train
 
-COMMANDS = {"make-data": make_data, "train": train, "eval": evaluate, "bench": bench}
+COMMANDS = {"make-data": make_data, "train": train, "eval": evaluate, "predict": predict, "bench": bench}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,14 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Errors in user input end in one line per problem, without a traceback (DBPS_DEBUG=1 shows it)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may follow options (`dbps eval run --split val M=5`), which argparse leaves over
+    stray = [token for token in extra if token.startswith("-") or "=" not in token]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

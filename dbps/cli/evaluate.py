@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dbps.engine.loop import Session
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -15,12 +19,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def load_run(target: Path, overrides: list[str]) -> tuple[Session, Path]:
+    """The session of a run folder (its best.pt) or of a checkpoint, with the trained weights loaded."""
     from dbps.config import config_from_dict, read_yaml
-    from dbps.engine.checkpoint import load_checkpoint, write_json
-    from dbps.engine.loop import Session, evaluate
+    from dbps.engine.checkpoint import load_checkpoint
+    from dbps.engine.loop import Session
 
-    checkpoint_path = args.target / "best.pt" if args.target.is_dir() else args.target
+    checkpoint_path = target / "best.pt" if target.is_dir() else target
     checkpoint = load_checkpoint(checkpoint_path)
     raw = checkpoint.get("config")
     if raw is None:
@@ -28,9 +33,18 @@ def run(args: argparse.Namespace) -> int:
         if not config_file.is_file():
             raise FileNotFoundError(f"{checkpoint_path} holds no config and {config_file} is missing")
         raw = read_yaml(config_file)
-    config, _ = config_from_dict(raw, args.overrides)
+    config, _ = config_from_dict(raw, overrides)
     session = Session.create(config, progress=config.log.progress)
     session.model.load_state_dict(checkpoint["model"])
+    return session, checkpoint_path
+
+
+def run(args: argparse.Namespace) -> int:
+    from dbps.engine.checkpoint import write_json
+    from dbps.engine.loop import evaluate
+
+    session, checkpoint_path = load_run(args.target, args.overrides)
+    config = session.config
     result = evaluate(session, session.loader(args.split), desc=args.split, progress=config.log.progress)
     result |= {"checkpoint": str(checkpoint_path.resolve()), "split": args.split}
     out = checkpoint_path.parent / f"eval-{args.split}.json"

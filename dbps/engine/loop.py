@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dbps.config import Config, save_config
@@ -58,9 +58,12 @@ class Session:
         return cls(config, device, splits, model, config.selector(), amp)
 
     def loader(self, split: str, *, shuffle: bool = False) -> DataLoader:
+        return self.loader_for(getattr(self.splits, split), shuffle=shuffle)
+
+    def loader_for(self, dataset: Dataset, *, shuffle: bool = False) -> DataLoader:
         data, train = self.config.data, self.config.train
         return build_loader(
-            getattr(self.splits, split),
+            dataset,
             train.batch_size,
             shuffle=shuffle,
             num_workers=data.num_workers,

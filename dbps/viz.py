@@ -1,0 +1,59 @@
+"""Pictures: an image with its per-patch attention as a heatmap, salient and context patches outlined."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def save_heatmap(
+    image: np.ndarray,
+    scores: np.ndarray,
+    coords: np.ndarray,
+    patch_size: tuple[int, int],
+    salient: np.ndarray,
+    context: np.ndarray,
+    title: str,
+    path: Path,
+) -> None:
+    """Write a two-panel PNG: the image with salient (red) and context (yellow) patches, and the attention map.
+
+    Args:
+        image: C×H×W (C = 1 or 3) in [0, 1].
+        scores: per-patch attention (N,), NaN where a patch has none.
+        coords: top-left (y, x) of each patch (N, 2).
+        patch_size: (height, width) of a patch.
+        salient: indices of the salient patches.
+        context: indices of the context (sub-salient) patches.
+        title: figure title.
+        path: PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    picture = image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
+    heat = np.zeros(picture.shape[:2], dtype=np.float32)
+    valid = np.where(np.isnan(scores), 0.0, scores)
+    ph, pw = patch_size
+    for (y, x), value in zip(coords, valid, strict=True):
+        np.maximum(heat[y : y + ph, x : x + pw], value, out=heat[y : y + ph, x : x + pw])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+    for ax in axes:
+        ax.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_axis_off()
+    for indices, colour in ((context, "gold"), (salient, "red")):
+        for y, x in coords[indices]:
+            axes[0].add_patch(Rectangle((x, y), pw, ph, fill=False, edgecolor=colour, linewidth=1.2))
+    overlay = axes[1].imshow(heat, cmap="inferno", alpha=0.6)
+    fig.colorbar(overlay, ax=axes[1], fraction=0.046, label="attention")
+    axes[0].set_title("salient (red) and context (yellow) patches")
+    axes[1].set_title("attention over all patches")
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
