@@ -15,7 +15,7 @@ import gc
 import multiprocessing
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -273,7 +273,3 @@ def plot(results: list[BenchResult], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def with_device(config: Config, device: str | None) -> Config:
-    return config if device is None else replace(config, train=replace(config.train, device=device))

@@ -10,7 +10,6 @@ files and densified only on the device that trains on them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -215,6 +214,3 @@ class MegapixelMNIST(Dataset):
         start, stop = self._arrays["offsets"][i], self._arrays["offsets"][i + 1]
         image[self._arrays["index"][start:stop]] = self._arrays["values"][start:stop]
         return image.reshape(self.size, self.size)
-
-    def __iter__(self) -> Iterator[tuple[SparseImage, dict[str, torch.Tensor]]]:
-        return (self[i] for i in range(len(self)))

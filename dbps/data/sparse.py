@@ -45,9 +45,6 @@ class SparseBatch:
         dense.view(-1)[index] = values
         return dense
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
 
 def to_device(images: Tensor | SparseBatch, device: torch.device, non_blocking: bool = False) -> Tensor:
     """A dense batch on `device`, whatever the loader produced."""
