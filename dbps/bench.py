@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dbps.config import Config
 from dbps.data.megapixel_mnist import TASKS as MEGAPIXEL_MNIST_TASKS
-from dbps.engine.build import build_model, resolve_device, resolve_tasks
+from dbps.engine.build import amp_dtype, build_model, place_model, resolve_device, resolve_tasks
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
 from dbps.patches import ImagePatches, grid_shape, num_kept
@@ -126,7 +126,7 @@ def bench_one(
     rows, cols = grid_shape(size, size, config.patches.size, config.patches.stride)
     num_patches = rows * cols
     selector = method_selector(method, config, num_patches)
-    amp = torch.bfloat16 if device.type == "cuda" and config.train.amp else None
+    amp = amp_dtype(config, device)
     result = BenchResult(
         method, size, num_patches, batch, selector.num_salient, selector.chunk_size, selector.num_context, "ok",
         None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
@@ -150,9 +150,7 @@ def _measure(
     reset_peak_memory(device)
     baseline = current_memory_bytes(device)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, tasks, channels).to(device)
-    if device.type == "cuda" and config.train.channels_last:
-        model.encoder.to_channels_last()
+    model = place_model(build_model(config, tasks, channels), config, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     images = synthetic_images(result.batch, channels, result.size, device, config.train.seed)
     targets = {

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dbps.cli.evaluate import load_run
     from dbps.engine.build import make_source
-    from dbps.engine.step import predict
+    from dbps.engine.step import autocast, predict
     from dbps.selection import PatchSelector
     from dbps.viz import save_heatmap
 
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     for images, targets in session.batches(session.loader_for(subset)):
         source = make_source(images, session.config, session.splits, session.amp_dtype)
         outputs, selection = predict(session.model, selector, source, amp_dtype=session.amp_dtype)
-        with torch.autocast(session.device.type, dtype=session.amp_dtype, enabled=session.amp_dtype is not None):
+        with autocast(session.device, session.amp_dtype):
             scores = attention.select(session.model, source, training=False).scores
         coords = source.coords().cpu().numpy()
         for b in range(images.shape[0]):

@@ -103,6 +103,21 @@ def build_model(config: Config, tasks: list[TaskSpec], in_chans: int) -> PatchCl
     return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc)
 
 
+def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CUDA when `train.amp` is set, else full precision."""
+    return torch.bfloat16 if device.type == "cuda" and config.train.amp else None
+
+
+def place_model(model: PatchClassifier, config: Config, device: torch.device) -> PatchClassifier:
+    """Move the model to `device` with the config's speed options: channels-last on CUDA, torch.compile."""
+    model = model.to(device)
+    if device.type == "cuda" and config.train.channels_last:
+        model.encoder.to_channels_last()
+    if config.train.compile:
+        model.encoder.compile()
+    return model
+
+
 def make_source(images: Tensor, config: Config, splits: DataSplits, dtype: torch.dtype | None = None) -> ImagePatches:
     """The patch grid of a dense batch on its device, normalised as the dataset asks.
 

@@ -17,7 +17,16 @@ from tqdm import tqdm
 from dbps.config import Config, save_config
 from dbps.data import DataSplits, build_loader
 from dbps.data.prefetch import DevicePrefetcher
-from dbps.engine.build import build_model, make_source, prepare_data, resolve_device, resolve_tasks, seed_everything
+from dbps.engine.build import (
+    amp_dtype,
+    build_model,
+    make_source,
+    place_model,
+    prepare_data,
+    resolve_device,
+    resolve_tasks,
+    seed_everything,
+)
 from dbps.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint, write_json
 from dbps.engine.loggers import MetricLoggers
 from dbps.engine.memory import keep_freed_host_memory, peak_memory_bytes, reset_peak_memory
@@ -49,13 +58,8 @@ class Session:
         keep_freed_host_memory()
         splits = prepare_data(config, progress=progress)
         tasks = resolve_tasks(config, splits.tasks)
-        model = build_model(config, tasks, splits.image_shape[0]).to(device)
-        if device.type == "cuda" and config.train.channels_last:
-            model.encoder.to_channels_last()
-        if config.train.compile:
-            model.encoder.compile()
-        amp = torch.bfloat16 if device.type == "cuda" and config.train.amp else None
-        return cls(config, device, splits, model, config.selector(), amp)
+        model = place_model(build_model(config, tasks, splits.image_shape[0]), config, device)
+        return cls(config, device, splits, model, config.selector(), amp_dtype(config, device))
 
     def loader(self, split: str, *, shuffle: bool = False) -> DataLoader:
         return self.loader_for(getattr(self.splits, split), shuffle=shuffle)
