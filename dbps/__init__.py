@@ -5,9 +5,10 @@ engine (training) → command line.
 """
 
 from dbps.engine.step import StepOutput, forward_backward, predict, train_step
-from dbps.models import PatchClassifier, TaskSpec, create_aggregator, create_encoder
+from dbps.models import PatchClassifier, create_aggregator, create_encoder
 from dbps.patches import FeaturePatches, ImagePatches, PatchSource
 from dbps.selection import Method, PatchSelector, Sampling, Selection
+from dbps.tasks import TaskSpec
 
 __version__ = "0.1.0"
 

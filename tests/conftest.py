@@ -9,7 +9,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from dbps.models import PatchClassifier, TaskSpec, create_aggregator, create_encoder
+from dbps.models import PatchClassifier, create_aggregator, create_encoder
+from dbps.tasks import TaskSpec
 
 
 @pytest.fixture(autouse=True)

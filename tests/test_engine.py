@@ -12,10 +12,10 @@ import torch
 from dbps.engine.checkpoint import atomic_write, load_checkpoint, plain_state_dict, save_checkpoint
 from dbps.engine.loggers import CSVLogger
 from dbps.engine.memory import peak_memory_bytes, reset_peak_memory
-from dbps.engine.metrics import METRICS, task_metrics
 from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.step import unwrap
-from dbps.models import TaskSpec
+from dbps.metrics import METRICS, task_metrics
+from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
 
 

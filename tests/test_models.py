@@ -8,12 +8,11 @@ import torch
 from dbps.models import (
     AGGREGATORS,
     PatchClassifier,
-    TaskSpec,
     create_aggregator,
     create_encoder,
-    multitask_loss,
     sinusoidal_encoding,
 )
+from dbps.tasks import TaskSpec, multitask_loss
 
 COMMON = {"dim": 16, "num_tasks": 3, "heads": 4, "dim_key": 4, "dim_value": 4, "dim_ffn": 32}
 

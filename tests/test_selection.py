@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from dbps.models import PatchClassifier, PatchEncoder, TaskSpec, create_aggregator
+from dbps.models import PatchClassifier, PatchEncoder, create_aggregator
 from dbps.patches import FeaturePatches, ImagePatches
 from dbps.selection import PatchSelector, eval_mode
+from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dbps.models.heads import Activation
 from dbps.patches import ShuffleStyle
 from dbps.selection import Method, PatchSelector, Sampling
+from dbps.tasks import Activation
 
 
 class ConfigError(ValueError):

@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from dbps.data.megapixel_mnist import MegapixelMNIST
 from dbps.data.sparse import SparseBatch, SparseImage
-from dbps.models.heads import TaskSpec
 from dbps.registry import Registry
+from dbps.tasks import TaskSpec
 
 
 @dataclass

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from dbps.data.digits import DigitPool, load_digit_pools
 from dbps.data.sparse import SparseImage
-from dbps.models.heads import Activation, TaskSpec
+from dbps.tasks import Activation, TaskSpec
 
 DIGIT = 28
 TASKS = (

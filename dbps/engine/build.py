@@ -13,8 +13,9 @@ from torch import Tensor
 
 from dbps.config import Config, ConfigError
 from dbps.data import DATASETS, DataSplits, make_megapixel_mnist
-from dbps.models import PatchClassifier, TaskSpec, create_aggregator, create_encoder
+from dbps.models import PatchClassifier, create_aggregator, create_encoder
 from dbps.patches import ImagePatches, grid_shape
+from dbps.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 

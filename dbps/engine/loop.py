@@ -30,11 +30,12 @@ from dbps.engine.build import (
 from dbps.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint, write_json
 from dbps.engine.loggers import MetricLoggers
 from dbps.engine.memory import keep_freed_host_memory, peak_memory_bytes, reset_peak_memory
-from dbps.engine.metrics import task_metrics
 from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.step import forward_backward, predict
-from dbps.models import PatchClassifier, multitask_loss
+from dbps.metrics import task_metrics
+from dbps.models import PatchClassifier
 from dbps.selection import PatchSelector
+from dbps.tasks import multitask_loss
 
 log = logging.getLogger(__name__)
 MB = 1024**2

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from dbps.models import PatchClassifier, multitask_loss
+from dbps.models import PatchClassifier
 from dbps.patches import PatchSource
 from dbps.selection import PatchSelector, Selection
+from dbps.tasks import multitask_loss
 
 
 @dataclass

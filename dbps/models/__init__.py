@@ -3,21 +3,17 @@
 from dbps.models.aggregators import AGGREGATORS, Aggregator, create_aggregator
 from dbps.models.classifier import PatchClassifier
 from dbps.models.encoders import ENCODERS, PatchEncoder, create_encoder
-from dbps.models.heads import Activation, TaskHeads, TaskSpec, multitask_loss, task_loss
+from dbps.models.heads import TaskHeads
 from dbps.models.pos_enc import sinusoidal_encoding
 
 __all__ = [
     "AGGREGATORS",
     "ENCODERS",
-    "Activation",
     "Aggregator",
     "PatchClassifier",
     "PatchEncoder",
     "TaskHeads",
-    "TaskSpec",
     "create_aggregator",
     "create_encoder",
-    "multitask_loss",
     "sinusoidal_encoding",
-    "task_loss",
 ]

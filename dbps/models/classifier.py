@@ -6,8 +6,9 @@ from torch import Tensor, nn
 
 from dbps.models.aggregators import Aggregator
 from dbps.models.encoders import PatchEncoder
-from dbps.models.heads import TaskHeads, TaskSpec
+from dbps.models.heads import TaskHeads
 from dbps.models.pos_enc import sinusoidal_encoding
+from dbps.tasks import TaskSpec
 
 
 class PatchClassifier(nn.Module):
