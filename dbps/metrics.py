@@ -98,8 +98,10 @@ def task_metrics(task: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dic
     exact match, per-label accuracy, AUC.
     """
     single = task.activation is Activation.SOFTMAX or task.num_classes == 1
-    names = ["accuracy", "balanced_accuracy", "macro_f1", "auc"] if single else ["multilabel_accuracy", "accuracy"]
-    names += [] if single else ["auc"]
+    if single:
+        names = ["accuracy", "balanced_accuracy", "macro_f1", "auc"]
+    else:
+        names = ["multilabel_accuracy", "accuracy", "auc"]
     ordered = [task.metric, *(name for name in names if name != task.metric)]
     return {name: METRICS.get(name)(logits, targets, task.activation) for name in ordered}
 
