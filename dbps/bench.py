@@ -22,12 +22,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dbps.config import Config
-from dbps.data.megapixel_mnist import TASKS as MEGAPIXEL_MNIST_TASKS
-from dbps.engine.build import amp_dtype, build_model, place_model, resolve_device, resolve_tasks
+from dbps.data import ImageBatch, MegapixelMNIST
+from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, place_model, resolve_device
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
-from dbps.patches import ImagePatches, grid_shape, num_kept
+from dbps.patches import PatchSource, grid_shape, num_kept
 from dbps.selection import Method, PatchSelector, Sampling
+from dbps.tasks import Activation, TaskSpec
 
 METHODS = ("full", "ips", "dbps", "dbps+")
 MB = 1024**2
@@ -68,14 +69,29 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
     if method == "full":
         return PatchSelector(Method.IPS, num_salient=num_patches, chunk_size=s.chunk_size)
     if method == "ips":
-        return PatchSelector(Method.IPS, s.num_salient, s.chunk_size)
+        return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, score_scale=s.score_scale)
     if method == "dbps":
-        return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient)
+        return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient,
+                             score_scale=s.score_scale)  # fmt: skip
     if method == "dbps+":
         return PatchSelector(
-            Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF
+            Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF,
+            score_scale=s.score_scale,
         )
     raise ValueError(f"unknown benchmark method {method!r}; known: {', '.join(METHODS)}")
+
+
+def bench_tasks(config: Config) -> list[TaskSpec]:
+    """The config's tasks (classes from the task, `model.num_classes` or 2), else the dataset's known tasks."""
+    if config.tasks:
+        return [
+            TaskSpec(t.name, t.num_classes or config.model.num_classes or 2, t.activation or Activation.SOFTMAX,
+                     t.metric or "accuracy")
+            for t in config.tasks
+        ]
+    if config.data.name in ("megapixel_mnist", "mnist"):
+        return list(MegapixelMNIST.TASKS)
+    return [TaskSpec("label", config.model.num_classes or 2)]
 
 
 def synthetic_images(batch: int, channels: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -121,8 +137,8 @@ def bench_one(
     peak_tflops: float | None,
 ) -> BenchResult:  # fmt: skip
     """Measure one method at one image size."""
-    tasks = resolve_tasks(config, MEGAPIXEL_MNIST_TASKS if config.data.name == "megapixel_mnist" else [])
-    channels = config.model.in_chans or 1
+    tasks = bench_tasks(config)
+    channels = data_request(config).channels or 3
     rows, cols = grid_shape(size, size, config.patches.size, config.patches.stride)
     num_patches = rows * cols
     selector = method_selector(method, config, num_patches)
@@ -151,6 +167,7 @@ def _measure(
     baseline = current_memory_bytes(device)
     torch.manual_seed(config.train.seed)
     model = place_model(build_model(config, tasks, channels), config, device)
+    spec = patch_spec(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     images = synthetic_images(result.batch, channels, result.size, device, config.train.seed)
     targets = {
@@ -160,8 +177,8 @@ def _measure(
     }  # fmt: skip
     generator = torch.Generator(device).manual_seed(config.train.seed)
 
-    def source() -> ImagePatches:
-        return ImagePatches(images, config.patches.size, config.patches.stride, dtype=amp or torch.float32)
+    def source() -> PatchSource:
+        return ImageBatch(images, targets, spec).source(amp or torch.float32)
 
     for _ in range(warmup):
         train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
@@ -177,7 +194,7 @@ def _measure(
         for _ in range(steps):
             selector.select(model, source(), training=True, generator=generator)
     result.selection_ms = sel_timer.ms / steps
-    patch_shape = (channels, *source().patch_size)
+    patch_shape = (channels, *spec.size)
     embedded = num_kept(result.num_patches, selector.drop_ratio)
     flops = encoder_flops_per_patch(model, patch_shape, device) * result.batch * embedded
     result.selection_tflops = flops / (result.selection_ms * 1e-3) / 1e12

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from dbps.data import MegapixelMNIST, SparseBatch, collate, make_megapixel_mnist, task_targets
+from dbps.data import (
+    Collate,
+    MegapixelMNIST,
+    PatchSpec,
+    SparseBatch,
+    SparseImageBatch,
+    make_megapixel_mnist,
+    task_targets,
+)
 from dbps.data.digits import load_digit_pools
 from dbps.data.megapixel_mnist import DIGIT, place_boxes
 
@@ -144,9 +152,10 @@ def test_sklearn_fallback_digits_are_28_by_28() -> None:
 
 def test_sparse_batch_densifies_to_the_stored_images(dataset_dir) -> None:
     ds = MegapixelMNIST(dataset_dir, "test")
-    batch, targets = collate([ds[i] for i in (3, 0, 7)])
-    assert isinstance(batch, SparseBatch) and targets["majority"].shape == (3,)
-    dense = batch.to_dense("cpu")
+    batch = Collate(PatchSpec((40, 40)))([ds[i] for i in (3, 0, 7)])
+    assert isinstance(batch, SparseImageBatch) and isinstance(batch.sparse, SparseBatch)
+    assert batch.targets["majority"].shape == (3,)
+    dense = batch.to(torch.device("cpu")).images
     assert dense.shape == (3, 1, 240, 240) and dense.dtype == torch.uint8
     for row, i in enumerate((3, 0, 7)):
         assert np.array_equal(dense[row, 0].numpy(), ds.dense(i))
@@ -164,11 +173,11 @@ def test_too_small_canvas_missing_data_and_unknown_tasks_are_reported(tmp_path, 
 
 
 def test_cpu_prefetcher_yields_dense_batches(dataset_dir) -> None:
-    from dbps.data import build_loader
-    from dbps.data.prefetch import DevicePrefetcher
+    from dbps.data import DevicePrefetcher, build_loader
 
     ds = MegapixelMNIST(dataset_dir, "test", ["majority"])
-    batches = list(DevicePrefetcher(build_loader(ds, 5, shuffle=False), torch.device("cpu")))
-    assert [images.shape[0] for images, _ in batches] == [5, 5, 2]
-    assert np.array_equal(batches[1][0][0, 0].numpy(), ds.dense(5))
-    assert batches[2][1]["majority"].tolist() == [int(ds[10][1]["majority"]), int(ds[11][1]["majority"])]
+    loader = build_loader(ds, 5, collate=Collate(PatchSpec((40, 40))), shuffle=False)
+    batches = list(DevicePrefetcher(loader, torch.device("cpu")))
+    assert [len(batch) for batch in batches] == [5, 5, 2]
+    assert np.array_equal(batches[1].images[0, 0].numpy(), ds.dense(5))
+    assert batches[2].targets["majority"].tolist() == [int(ds[10][1]["majority"]), int(ds[11][1]["majority"])]

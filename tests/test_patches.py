@@ -77,6 +77,20 @@ def test_random_drop_keeps_distinct_subsets_per_instance() -> None:
     assert not torch.equal(order[0].sort().values, order[1].sort().values)
 
 
+@pytest.mark.parametrize("shuffle", [None, "batch", "instance"])
+def test_random_drop_is_drawn_per_image_whatever_the_shuffle_style(shuffle: str | None) -> None:
+    order = patch_order(6, 40, keep=20, shuffle=shuffle, generator=torch.Generator().manual_seed(3))
+    kept = [frozenset(row.tolist()) for row in order]
+    assert all(len(k) == 20 for k in kept) and len(set(kept)) == 6  # six different subsets
+    if shuffle is None:  # kept patches are processed in grid order
+        assert all(row.tolist() == sorted(row.tolist()) for row in order)
+    if shuffle == "batch":  # one shared permutation: patches kept by two images come in the same relative order
+        rank = {int(i): r for r, i in enumerate(patch_order(1, 40, shuffle="batch",
+                                                            generator=torch.Generator().manual_seed(3))[0])}
+        for row in order:
+            assert [rank[int(i)] for i in row] == sorted(rank[int(i)] for i in row)
+
+
 def test_shuffle_styles() -> None:
     gen = torch.Generator().manual_seed(0)
     batch = patch_order(4, 50, shuffle="batch", generator=gen)

@@ -18,53 +18,23 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from torch.utils.data import Subset
 
-    from dbps.cli.evaluate import load_run
-    from dbps.engine.build import make_source
-    from dbps.engine.step import autocast, predict
-    from dbps.selection import PatchSelector
-    from dbps.viz import save_heatmap
+    from dbps.engine.build import Run
+    from dbps.engine.predictions import predict_rows
 
     if args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
-    session, checkpoint_path = load_run(args.target, args.overrides)
-    dataset = getattr(session.splits, args.split)
+    built, checkpoint_path = Run.from_checkpoint(args.target, args.overrides)
+    dataset = getattr(built.data, args.split)
     subset = Subset(dataset, range(min(args.count, len(dataset))))  # type: ignore[arg-type]
     out = args.out or checkpoint_path.parent / f"predictions-{args.split}"
-    selector = session.selector
-    # One joint scoring of every patch for the heatmap (what DBformer+ computes); the prediction itself uses
-    # the run's own selector, whose chunked scores are relative to each chunk's candidates.
-    attention = PatchSelector("dbps+", selector.eval_num_salient, selector.chunk_size)
-    rows, shown = [], 0
-    for images, targets in session.batches(session.loader_for(subset)):
-        source = make_source(images, session.config, session.splits, session.amp_dtype)
-        outputs, selection = predict(session.model, selector, source, amp_dtype=session.amp_dtype)
-        with autocast(session.device, session.amp_dtype):
-            scores = attention.select(session.model, source, training=False).scores
-        coords = source.coords().cpu().numpy()
-        for b in range(images.shape[0]):
-            row: dict[str, object] = {"index": shown}
-            labels = []
-            for task in session.model.tasks:
-                logits = outputs[task.name][b]
-                predicted = (logits > 0).int().tolist() if task.activation == "sigmoid" else int(logits.argmax())
-                target = targets[task.name][b].tolist()
-                row |= {f"{task.name}_predicted": predicted, f"{task.name}_target": target}
-                labels.append(f"{task.name}: {predicted} (true {target})")
-            rows.append(row)
-            image = images[b].float().cpu().numpy()
-            image = image / 255.0 if images.dtype == torch.uint8 else image
-            save_heatmap(
-                image, scores[b].float().cpu().numpy(), coords, source.patch_size,
-                selection.salient_idx[b].cpu().numpy(), selection.context_idx[b].cpu().numpy(),
-                ", ".join(labels), out / f"{args.split}-{shown:04d}.png",
-            )  # fmt: skip
-            shown += 1
+    rows = predict_rows(built, built.loader_for(subset), out, prefix=args.split)
+    out.mkdir(parents=True, exist_ok=True)
     with (out / "predictions.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {shown} heatmaps and predictions.csv to {out}")
+    pictures = sum(1 for row in rows if row.get("heatmap"))
+    print(f"wrote predictions.csv ({len(rows)} rows) and {pictures} heatmaps to {out}")
     return 0

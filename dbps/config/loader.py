@@ -126,6 +126,8 @@ def _did_you_mean(key: str, names: set[str]) -> str:
 
 
 def _coerce(value: Any, hint: Any, key: str, errors: list[str]) -> Any:
+    if hint is Any:  # checked by `validate`
+        return value
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

@@ -30,14 +30,25 @@ class GenerateConfig:
 
 @dataclass
 class DataConfig:
-    """Where images come from and how they are loaded."""
+    """Where images come from and how they are loaded; null fields take the dataset kind's default."""
 
-    name: str = "megapixel_mnist"
+    name: str = "megapixel_mnist"  # a dataset kind or a reference name: `dbps datasets` lists them
     root: str = "data/megapixel-mnist"
     val_fraction: float = 0.1  # carved from train when the dataset has no validation split
     num_workers: int = 2
     pin_memory: bool = True
     generate: GenerateConfig | None = None
+    channels: int | None = None  # 1 or 3: images are converted to this many channels
+    resize: Any = None  # [height, width], or 'none' to keep each image's native size
+    mean: list[float] | None = None  # per-channel normalisation of patches (photos: ImageNet's)
+    std: list[float] | None = None
+    train_file: str | None = None  # split lists (CSV `path,label[,split]` or `name label` lines) or feature files
+    val_file: str | None = None
+    test_file: str | None = None
+    labels: str | None = None  # labels CSV (`case_id,slide_id,label` or `slide_name,label`)
+    splits: str | None = None  # splits CSV (CLAM `splits_k.csv`, TransMIL `fold{k}.csv`)
+    coords: str | None = None  # folder of patch coordinates for slides (CLAM / TRIDENT h5)
+    drop_ungradable: bool = True  # DDR grade 5 ('ungradable') images are left out
 
 
 @dataclass
@@ -64,6 +75,7 @@ class SelectionConfig:
     sampling: Sampling = Sampling.HARD
     temperature: float = 1.0
     reference_sampling: bool = False
+    score_scale: float = 1.0  # < 1: the no-gradient pass embeds patches downsampled by this factor (`lrs`: 0.5)
     explore_epochs: int = 0  # first epochs select uniformly at random (guards against attention collapse)
 
 
@@ -114,6 +126,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the encoder
+    best_metric: str | None = None  # validation metric choosing best.pt: null = each task's own; or 'loss'
 
 
 @dataclass
@@ -157,6 +170,7 @@ class Config:
             temperature=s.temperature,
             reference_sampling=s.reference_sampling,
             eval_num_salient=s.eval_num_salient,
+            score_scale=s.score_scale,
         )
 
 

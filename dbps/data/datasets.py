@@ -1,42 +1,109 @@
-"""Dataset registry, validation carving, collation and loaders."""
+"""Dataset kinds by name: what a config's `data.name` builds, the defaults it implies, and the loaders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from dbps.data.megapixel_mnist import MegapixelMNIST
-from dbps.data.sparse import SparseBatch, SparseImage
 from dbps.registry import Registry
 from dbps.tasks import TaskSpec
 
 
-@dataclass
-class DataSplits:
-    """Train / validation / test datasets and what a model needs to know about their images.
+@dataclass(frozen=True)
+class DataRequest:
+    """What a dataset kind is asked to build (from the `data` group of a config, defaults applied).
 
     Attributes:
-        train, val, test: datasets yielding (image, {task: target}).
-        tasks: the tasks the dataset defines.
-        image_shape: C, H, W of every image.
-        mean, std: per-channel normalisation applied on the device, or None.
+        root: the dataset folder.
+        task_names: the tasks the run trains, or None for every task of the dataset. Single-label datasets
+            give their one label under each requested name.
+        val_fraction: share of train carved off as validation when the dataset has no validation split.
+        seed: seed of that carving (and of seeded splits).
+        channels: image channels wanted (1 or 3), None for the kind's own.
+        resize: (height, width) every image is resized to, None to keep native sizes.
+        files: split list or feature files by split ('train', 'val', 'test'), when given.
+        labels: labels CSV, when given.
+        splits: splits CSV, when given.
+        coords: folder of slide patch coordinates, when given.
+        drop_ungradable: leave out DDR's 'ungradable' grade.
+    """
+
+    root: Path
+    task_names: list[str] | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    channels: int | None = None
+    resize: tuple[int, int] | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
+    labels: str | None = None
+    splits: str | None = None
+    coords: str | None = None
+    drop_ungradable: bool = True
+
+
+@dataclass
+class DataSplits:
+    """Train / validation / test datasets and what a model needs to know about their instances.
+
+    Attributes:
+        train, val, test: datasets yielding (instance, {task: target}).
+        tasks: the tasks, under the requested names.
+        channels: image channels (feature bags: 0).
+        image_size: (height, width) shared by every image, None when sizes vary or for feature bags.
+        feature_dim: width of feature vectors for feature bags, else None.
+        notes: what was decided about the data (left-out items, inferred settings), one line each.
     """
 
     train: Dataset
     val: Dataset
     test: Dataset
     tasks: list[TaskSpec]
-    image_shape: tuple[int, int, int]
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    channels: int
+    image_size: tuple[int, int] | None
+    feature_dim: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """A registered dataset name: how it is built and which `data.*` settings it implies.
+
+    Attributes:
+        build: DataRequest → DataSplits.
+        defaults: `data` fields this name sets when the config leaves them null (channels, resize, mean, std,
+            augment), e.g. ImageNet normalisation and the reference augmentation for photo datasets.
+        summary: one line for listings and docs.
+    """
+
+    build: Callable[[DataRequest], DataSplits]
+    defaults: Mapping[str, Any]
+    summary: str
+
+    def __call__(self, request: DataRequest) -> DataSplits:
+        return self.build(request)
 
 
 DATASETS: Registry[DataSplits] = Registry("dataset")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def register_kind(names: str | tuple[str, ...], build: Callable[[DataRequest], DataSplits], summary: str,
+                  **defaults: Any) -> None:  # fmt: skip
+    """Register `build` under each name with the `data` defaults that name implies."""
+    for name in (names,) if isinstance(names, str) else names:
+        DATASETS.register(name)(DatasetKind(build, defaults, summary))
+
+
+def dataset_kind(name: str) -> DatasetKind:
+    """The registered kind of a dataset name (an error listing the known names otherwise)."""
+    return DATASETS.get(name)  # type: ignore[return-value]
 
 
 def carve_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
@@ -49,35 +116,31 @@ def carve_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
 
 
-@DATASETS.register("megapixel_mnist")
-def megapixel_mnist_splits(root: str | Path, *, val_fraction: float, seed: int, tasks: list[str] | None) -> DataSplits:
+def megapixel_mnist_splits(request: DataRequest) -> DataSplits:
     """Generated Megapixel MNIST: validation carved from train (test is touched once, at the end)."""
-    full = MegapixelMNIST(root, "train", tasks)
-    train, val = carve_validation(full, val_fraction, seed)
-    test = MegapixelMNIST(root, "test", tasks)
+    full = MegapixelMNIST(request.root, "train", request.task_names)
+    train, val = carve_validation(full, request.val_fraction, request.seed)
+    test = MegapixelMNIST(request.root, "test", request.task_names)
     chosen = [task for task in MegapixelMNIST.TASKS if task.name in full.tasks]
-    return DataSplits(train, val, test, chosen, full.image_shape)
+    channels, height, width = full.image_shape
+    return DataSplits(train, val, test, chosen, channels, (height, width))
 
 
-def collate(
-    items: list[tuple[Tensor | SparseImage, dict[str, Tensor]]],
-) -> tuple[Tensor | SparseBatch, dict[str, Tensor]]:
-    """Stack images (dense) or concatenate them (sparse), and stack each task's targets."""
-    images = [item[0] for item in items]
-    batch = SparseBatch.collate(images) if isinstance(images[0], SparseImage) else torch.stack(images)  # type: ignore[arg-type]
-    targets = {name: torch.stack([item[1][name] for item in items]) for name in items[0][1]}
-    return batch, targets
+register_kind(
+    ("megapixel_mnist", "mnist"), megapixel_mnist_splits,
+    "Megapixel MNIST made by `dbps make-data` (4 tasks: majority, max, top, multi)", channels=1,
+)  # fmt: skip
 
 
 def build_loader(
     dataset: Dataset,
     batch_size: int,
     *,
+    collate: Callable[[list[Any]], Any],
     shuffle: bool,
     num_workers: int = 0,
     pin_memory: bool = False,
     seed: int = 0,
-    collate_fn: Callable = collate,
 ) -> DataLoader:
     """A DataLoader with seeded shuffling, persistent workers and prefetching when workers are used."""
     return DataLoader(
@@ -86,7 +149,7 @@ def build_loader(
         shuffle=shuffle,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        collate_fn=collate_fn,
+        collate_fn=collate,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,

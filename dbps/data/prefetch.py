@@ -3,52 +3,43 @@ while the current one trains, so the host never waits for a transfer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
 
-from dbps.data.sparse import to_device
+from dbps.data.batches import Batch
 
 
 class DevicePrefetcher:
-    """Wraps a loader of (images, {task: target}) and yields them on `device`, one batch ahead on CUDA."""
+    """Wraps a loader of batches and yields them on `device`, one batch ahead on CUDA."""
 
-    def __init__(self, loader: DataLoader, device: torch.device) -> None:
+    def __init__(self, loader: Iterable[Batch], device: torch.device) -> None:
         self.loader = loader
         self.device = device
 
     def __len__(self) -> int:
-        return len(self.loader)
+        return len(self.loader)  # type: ignore[arg-type]
 
-    def _move(self, batch: tuple) -> tuple[Tensor, dict[str, Tensor]]:
-        images, targets = batch
-        non_blocking = self.device.type == "cuda"
-        return to_device(images, self.device, non_blocking), {
-            name: target.to(self.device, non_blocking=non_blocking) for name, target in targets.items()
-        }
-
-    def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+    def __iter__(self) -> Iterator[Batch]:
         if self.device.type != "cuda":
-            yield from (self._move(batch) for batch in self.loader)
+            yield from (batch.to(self.device) for batch in self.loader)
             return
         stream = torch.cuda.Stream(self.device)
         batches = iter(self.loader)
 
-        def load_next() -> tuple[Tensor, dict[str, Tensor]] | None:
+        def load_next() -> Batch | None:
             batch = next(batches, None)
             if batch is None:
                 return None
             with torch.cuda.stream(stream):
-                return self._move(batch)
+                return batch.to(self.device, non_blocking=True)
 
         upcoming = load_next()
         while upcoming is not None:
             current_stream = torch.cuda.current_stream(self.device)
             current_stream.wait_stream(stream)
-            images, targets = upcoming
-            for tensor in (images, *targets.values()):
+            batch = upcoming
+            for tensor in batch.tensors():
                 tensor.record_stream(current_stream)  # the side stream's allocations are used on this stream
             upcoming = load_next()
-            yield images, targets
+            yield batch

@@ -44,10 +44,3 @@ class SparseBatch:
         dense = torch.zeros(self.shape, dtype=torch.uint8, device=device)
         dense.view(-1)[index] = values
         return dense
-
-
-def to_device(images: Tensor | SparseBatch, device: torch.device, non_blocking: bool = False) -> Tensor:
-    """A dense batch on `device`, whatever the loader produced."""
-    if isinstance(images, SparseBatch):
-        return images.to_dense(device, non_blocking)
-    return images.to(device, non_blocking=non_blocking)

@@ -1,33 +1,89 @@
-"""Objects made from a Config: device, data, tasks, model, patch sources."""
+"""Building a run: the one place that turns a config (or a checkpoint) into device, data, tasks, model and selector.
+
+Training, evaluation, prediction and benchmarks all start from `Run.from_config` / `Run.from_checkpoint`, and
+`check_config` names every unknown dataset, encoder, aggregator, metric or device before anything is written.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
-from dbps.config import Config, ConfigError
-from dbps.data import DATASETS, DataSplits, make_megapixel_mnist
-from dbps.models import PatchClassifier, create_aggregator, create_encoder
-from dbps.patches import ImagePatches, grid_shape
-from dbps.tasks import TaskSpec
+from dbps.config import Config, ConfigError, config_from_dict, read_yaml
+from dbps.data import (
+    Collate,
+    DataRequest,
+    DataSplits,
+    DevicePrefetcher,
+    PatchSpec,
+    build_loader,
+    dataset_kind,
+    make_megapixel_mnist,
+)
+from dbps.engine.checkpoint import load_checkpoint, load_model_state
+from dbps.engine.memory import keep_freed_host_memory
+from dbps.metrics import METRICS
+from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
+from dbps.patches import grid_shape, to_pair
+from dbps.selection import PatchSelector
+from dbps.tasks import Activation, TaskSpec
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else as torch spells it."""
+    """'auto' → CUDA when available, else CPU; anything else as torch spells it ('cpu', 'cuda:1')."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"train.device: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device: {name!r} requested but CUDA is not available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"train.device: {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
+
+
+def check_config(config: Config) -> None:
+    """Every name the config uses (dataset, encoder, aggregator, metrics, device) exists; all problems at once."""
+    import timm
+
+    errors: list[str] = []
+    m = config.model
+
+    def check(key: str, lookup: Any) -> None:
+        try:
+            lookup()
+        except ValueError as exc:
+            errors.append(f"{key}: {exc}")
+
+    check("data.name", lambda: dataset_kind(config.data.name))
+    check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
+    if m.encoder not in ENCODERS and not timm.is_model(m.encoder):
+        check("model.encoder", lambda: ENCODERS.get(m.encoder))
+    for task in config.tasks:
+        if task.metric is not None:
+            check(f"tasks.{task.name}.metric", lambda t=task: METRICS.get(t.metric))
+    if config.train.best_metric not in (None, "loss"):
+        check("train.best_metric", lambda: METRICS.get(config.train.best_metric))
+    try:
+        resolve_device(config.train.device)
+    except ConfigError as exc:
+        errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
 
 
 def seed_everything(seed: int) -> None:
@@ -36,27 +92,57 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def prepare_data(config: Config, progress: bool = True) -> DataSplits:
-    """The dataset's splits; Megapixel MNIST is generated first when `data.generate` is set and it is missing."""
+def data_request(config: Config) -> DataRequest:
+    """What the dataset is asked for: the config's `data` group with the kind's defaults filled in."""
+    data = config.data
+    defaults = dataset_kind(data.name).defaults
+    resize = data.resize if data.resize is not None else defaults.get("resize")
+    files = {split: name for split, name in (("train", data.train_file), ("val", data.val_file),
+                                             ("test", data.test_file)) if name}  # fmt: skip
+    return DataRequest(
+        root=Path(data.root), task_names=[task.name for task in config.tasks] or None,
+        val_fraction=data.val_fraction, seed=config.train.seed,
+        channels=data.channels or config.model.in_chans or defaults.get("channels"),
+        resize=None if resize in (None, "none") else to_pair(resize, "data.resize"),
+        files=files, labels=data.labels, splits=data.splits, coords=data.coords, drop_ungradable=data.drop_ungradable,
+    )  # fmt: skip
+
+
+def patch_spec(config: Config) -> PatchSpec:
+    """Patch geometry from `patches`, normalisation from `data.mean/std` or the dataset kind's default."""
+    defaults = dataset_kind(config.data.name).defaults
+    mean = config.data.mean if config.data.mean is not None else defaults.get("mean")
+    std = config.data.std if config.data.std is not None else defaults.get("std")
+    p = config.patches
+    return PatchSpec(
+        to_pair(p.size, "patches.size"), to_pair(p.stride, "patches.stride") if p.stride else None,
+        tuple(mean) if mean is not None else None, tuple(std) if std is not None else None,
+    )  # fmt: skip
+
+
+def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:
+    """The dataset's splits and notes about them; Megapixel MNIST is generated first when asked and missing."""
     data = config.data
     if data.generate is not None and not (Path(data.root) / "meta.json").is_file():
-        if data.name != "megapixel_mnist":
+        if data.name not in ("megapixel_mnist", "mnist"):
             raise ConfigError(f"data.generate: only megapixel_mnist can be generated, not {data.name!r}")
+        if not generate:
+            raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
         log.info("generating Megapixel MNIST into %s", data.root)
         make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
-    names = [task.name for task in config.tasks] or None
-    splits = DATASETS.get(data.name)(data.root, val_fraction=data.val_fraction, seed=config.train.seed, tasks=names)
-    _, height, width = splits.image_shape
-    try:
-        rows, cols = grid_shape(height, width, config.patches.size, config.patches.stride)
-    except ValueError as exc:
-        raise ConfigError(f"patches.size: {exc}") from None
-    expected = config.patches.num_patches
-    if expected is not None and expected != rows * cols:
-        raise ConfigError(
-            f"patches.num_patches (N) is {expected}, but a {height}×{width} image gives {rows}×{cols} = {rows * cols}"
-        )
-    return splits
+    splits = dataset_kind(data.name)(data_request(config))
+    notes = list(splits.notes)
+    if splits.image_size is not None:
+        height, width = splits.image_size
+        try:
+            rows, cols = grid_shape(height, width, config.patches.size, config.patches.stride)
+        except ValueError as exc:
+            raise ConfigError(f"patches.size: {exc}") from None
+        expected = config.patches.num_patches
+        if expected is not None and expected != rows * cols:
+            notes.append(f"N: the config says {expected}, but a {height}×{width} image gives {rows}×{cols} = "
+                         f"{rows * cols} patches; the grid wins")  # fmt: skip
+    return splits, notes
 
 
 def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpec]:
@@ -69,38 +155,37 @@ def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpe
         if wanted.name not in by_name:
             raise ConfigError(f"tasks: {wanted.name!r} is not a task of this dataset ({', '.join(by_name)})")
         base = by_name[wanted.name]
-        tasks.append(
-            TaskSpec(
-                base.name,
-                wanted.num_classes or config.model.num_classes or base.num_classes,
-                wanted.activation or base.activation,
-                wanted.metric or base.metric,
+        activation = wanted.activation or base.activation
+        classes = wanted.num_classes or config.model.num_classes or base.num_classes
+        binary_sigmoid = activation is Activation.SIGMOID and classes == 1 and base.num_classes == 2
+        if base.class_names is not None and classes != base.num_classes and not binary_sigmoid:
+            raise ConfigError(
+                f"tasks.{wanted.name}: {classes} classes configured (n_class), but the data has {base.num_classes}: "
+                f"{', '.join(base.class_names)}"
             )
-        )
+        metric = wanted.metric or ("auc" if binary_sigmoid else base.metric)
+        tasks.append(TaskSpec(base.name, classes, activation, metric, base.class_names))
     return tasks
 
 
-def build_model(config: Config, tasks: list[TaskSpec], in_chans: int) -> PatchClassifier:
+def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_dim: int | None = None
+                ) -> PatchClassifier:  # fmt: skip
+    """Encoder (by name, for images of `channels` or feature vectors of `feature_dim`), aggregator, heads."""
     m = config.model
-    encoder = create_encoder(
-        m.encoder,
-        in_chans=m.in_chans or in_chans,
-        dim=m.dim,
-        stages=m.encoder_stages,
-        weights=m.weights,
-        pretrained=m.pretrained,
-    )
+    if feature_dim is not None and m.in_chans not in (None, feature_dim):
+        raise ConfigError(f"model.in_chans (n_chan_in) is {m.in_chans}, but the feature bags have width "
+                          f"{feature_dim}")  # fmt: skip
+    try:
+        encoder = create_encoder(
+            m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
+            weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim,
+        )  # fmt: skip
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"model.encoder: {exc}") from None
     aggregator = create_aggregator(
-        m.aggregator,
-        dim=m.dim,
-        num_tasks=len(tasks),
-        heads=m.heads,
-        dim_key=m.dim_key,
-        dim_value=m.dim_value,
-        dim_ffn=m.dim_ffn,
-        dropout=m.dropout,
-        attn_dropout=m.attn_dropout,
-    )
+        m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
+        dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,
+    )  # fmt: skip
     return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc)
 
 
@@ -119,12 +204,79 @@ def place_model(model: PatchClassifier, config: Config, device: torch.device) ->
     return model
 
 
-def make_source(images: Tensor, config: Config, splits: DataSplits, dtype: torch.dtype | None = None) -> ImagePatches:
-    """The patch grid of a dense batch on its device, normalised as the dataset asks.
+@dataclass
+class Run:
+    """Everything a config describes, shared by training, evaluation, prediction and benchmarks.
 
-    `dtype` (e.g. the autocast dtype) is what integer images are converted to, patch by patch.
+    Attributes:
+        config: the resolved config.
+        device: where the model and batches live.
+        data: the dataset's splits.
+        model: the classifier, on `device`.
+        selector: the patch selection.
+        amp_dtype: autocast dtype, or None for full precision.
+        spec: how images become patches.
+        notes: what was decided while building (one line each), for the user.
     """
-    return ImagePatches(
-        images, config.patches.size, config.patches.stride, mean=splits.mean, std=splits.std,
-        dtype=dtype or torch.float32,
-    )  # fmt: skip
+
+    config: Config
+    device: torch.device
+    data: DataSplits
+    model: PatchClassifier
+    selector: PatchSelector
+    amp_dtype: torch.dtype | None
+    spec: PatchSpec
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Config, *, progress: bool = True, generate: bool = True) -> Run:
+        """Build a run; nothing is written anywhere except a generated dataset (when `generate`)."""
+        check_config(config)
+        seed_everything(config.train.seed)
+        device = resolve_device(config.train.device)
+        keep_freed_host_memory()
+        data, notes = prepare_data(config, progress=progress, generate=generate)
+        tasks = resolve_tasks(config, data.tasks)
+        model = place_model(build_model(config, tasks, data.channels, data.feature_dim), config, device)
+        return cls(config, device, data, model, config.selector(), amp_dtype(config, device), patch_spec(config),
+                   notes)  # fmt: skip
+
+    @classmethod
+    def from_checkpoint(cls, target: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Run, Path]:
+        """The run of a run folder (its best.pt) or of a checkpoint file, with the trained weights loaded."""
+        checkpoint_path = target / "best.pt" if target.is_dir() else target
+        checkpoint = load_checkpoint(checkpoint_path)
+        raw = checkpoint.get("config")
+        if raw is None:
+            config_file = checkpoint_path.parent / "config.yaml"
+            if not config_file.is_file():
+                raise FileNotFoundError(f"{checkpoint_path} holds no config and {config_file} is missing")
+            raw = read_yaml(config_file)
+        config, _ = config_from_dict(raw, overrides)
+        run = cls.from_config(config, progress=config.log.progress, generate=False)
+        load_model_state(run.model, checkpoint["model"], checkpoint_path)
+        return run, checkpoint_path
+
+    def loader(self, split: str, *, train: bool = False) -> DataLoader:
+        """The loader of a split; `train` shuffles."""
+        return self.loader_for(getattr(self.data, split), train=train)
+
+    def loader_for(self, dataset: Dataset, *, train: bool = False) -> DataLoader:
+        data, t = self.config.data, self.config.train
+        return build_loader(
+            dataset, t.batch_size, collate=Collate(self.spec), shuffle=train, num_workers=data.num_workers,
+            pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
+        )  # fmt: skip
+
+    def batches(self, loader: DataLoader) -> DevicePrefetcher:
+        """The loader's batches on the device, the next one prefetched on CUDA."""
+        return DevicePrefetcher(loader, self.device)
+
+    @property
+    def patch_dtype(self) -> torch.dtype:
+        """The dtype integer images become, patch by patch (the autocast dtype when there is one)."""
+        return self.amp_dtype or torch.float32
+
+    @property
+    def micro_batch_size(self) -> int:
+        return self.config.train.micro_batch_size or self.config.train.batch_size

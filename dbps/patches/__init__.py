@@ -2,12 +2,13 @@
 
 from dbps.patches.grid import extract_patches, grid_coords, grid_shape, to_pair
 from dbps.patches.order import ShuffleStyle, num_kept, patch_order
-from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, gather_tokens
+from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, ScaledPatches, gather_tokens
 
 __all__ = [
     "FeaturePatches",
     "ImagePatches",
     "PatchSource",
+    "ScaledPatches",
     "ShuffleStyle",
     "extract_patches",
     "gather_tokens",

@@ -35,17 +35,23 @@ def patch_order(
 ) -> Tensor:
     """Patch indices each image is processed in, shape (B, N').
 
-    Without drop or shuffle this is 0..N−1 for every image. Dropping keeps a uniformly random subset
-    of `keep` patches; shuffling randomises the order so ties between identical background patches
-    break uniformly. Dropping with no shuffle style given draws an independent subset per image.
+    Without drop or shuffle this is 0..N−1 for every image. Dropping keeps a uniformly random subset of
+    `keep` patches, drawn independently for every image. The kept patches are processed in grid order, or,
+    with a shuffle style, in a random order so ties between identical background patches break uniformly:
+    `batch` ranks patches by one random permutation shared by the batch, `instance` by one per image.
     """
     keep = num_patches if keep is None else keep
     if not 1 <= keep <= num_patches:
         raise ValueError(f"keep must be in [1, {num_patches}], got {keep}")
     if shuffle is None and keep == num_patches:
         return torch.arange(num_patches, device=device).expand(batch_size, num_patches)
-    style = parse_enum(ShuffleStyle, shuffle, "shuffle") if shuffle is not None else ShuffleStyle.INSTANCE
-    rows = batch_size if style is ShuffleStyle.INSTANCE else 1
-    noise = torch.rand(rows, num_patches, generator=generator, device=device)
-    order = noise.argsort(dim=1)[:, :keep]
-    return order.expand(batch_size, keep)
+    if shuffle is None:
+        priority = torch.arange(num_patches, device=device, dtype=torch.float32).expand(batch_size, -1)
+    else:
+        style = parse_enum(ShuffleStyle, shuffle, "shuffle")
+        rows = batch_size if style is ShuffleStyle.INSTANCE else 1
+        priority = torch.rand(rows, num_patches, generator=generator, device=device).expand(batch_size, -1)
+    if keep < num_patches:
+        dropped = torch.rand(batch_size, num_patches, generator=generator, device=device).argsort(dim=1)[:, keep:]
+        priority = priority.scatter(1, dropped, float("inf"))
+    return priority.argsort(dim=1)[:, :keep]

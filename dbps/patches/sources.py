@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from dbps.patches.grid import grid_coords, grid_shape, to_pair
@@ -112,6 +113,41 @@ class ImagePatches:
         if self._std is not None:
             patches = patches / self._std
         return patches
+
+
+class ScaledPatches:
+    """Another source's patches resized by `scale` (bilinear): the low-resolution copy scored by `lrs`.
+
+    Args:
+        source: the full-resolution image patches.
+        scale: size factor in (0, 1], e.g. 0.5 halves each side.
+    """
+
+    def __init__(self, source: PatchSource, scale: float) -> None:
+        if not 0 < scale <= 1:
+            raise ValueError(f"score scale must be in (0, 1], got {scale}")
+        self.source = source
+        self.scale = scale
+
+    @property
+    def batch_size(self) -> int:
+        return self.source.batch_size
+
+    @property
+    def num_patches(self) -> int:
+        return self.source.num_patches
+
+    @property
+    def device(self) -> torch.device:
+        return self.source.device
+
+    def fetch(self, idx: Tensor) -> Tensor:
+        patches = self.source.fetch(idx)
+        flat = patches.flatten(0, 1)
+        if flat.dim() != 4:
+            raise ValueError("low-resolution scoring needs image patches (C×h×w), not feature vectors")
+        small = F.interpolate(flat, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return small.unflatten(0, patches.shape[:2])
 
 
 class FeaturePatches:

@@ -11,7 +11,7 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
-from dbps.patches import PatchSource, ShuffleStyle, gather_tokens, num_kept, patch_order
+from dbps.patches import PatchSource, ScaledPatches, ShuffleStyle, gather_tokens, num_kept, patch_order
 from dbps.registry import parse_enum
 from dbps.selection.sampling import Sampling, sample_salient
 
@@ -99,6 +99,9 @@ class PatchSelector:
         temperature: τ of the probabilistic draws.
         reference_sampling: draw from softmax(weights) as the reference code does (nearly uniform).
         eval_num_salient: M at evaluation (defaults to `num_salient`).
+        score_scale: below 1, the no-gradient pass embeds image patches downsampled by this factor
+            (low-resolution scoring, the reference's `lrs` with 0.5); the gradient pass always re-embeds the
+            salient patches at full resolution, and the context embeddings come from the small copies.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class PatchSelector:
         temperature: float = 1.0,
         reference_sampling: bool = False,
         eval_num_salient: int | None = None,
+        score_scale: float = 1.0,
     ) -> None:
         self.method = parse_enum(Method, method, "method")
         self.sampling = parse_enum(Sampling, sampling, "sampling")
@@ -129,6 +133,8 @@ class PatchSelector:
             raise ValueError(f"num_context must be 0 for method 'ips' (a single buffer), got {num_context}")
         if self.method is not Method.DBPS_PLUS and self.sampling is not Sampling.HARD:
             raise ValueError(f"sampling {self.sampling.value!r} needs method 'dbps+'; '{self.method}' ranks chunks")
+        if not 0 < score_scale <= 1:
+            raise ValueError(f"score_scale must be in (0, 1], got {score_scale}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         num_kept(1, drop_ratio)  # validates the ratio
@@ -139,11 +145,13 @@ class PatchSelector:
         self.temperature = temperature
         self.reference_sampling = reference_sampling
         self.eval_num_salient = eval_num_salient or num_salient
+        self.score_scale = score_scale
 
     def __repr__(self) -> str:
         return (
             f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
-            f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r})"
+            f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r}, "
+            f"score_scale={self.score_scale})"
         )
 
     @torch.no_grad()
@@ -170,6 +178,8 @@ class PatchSelector:
                 and then never see the object patches it should learn from. Scores come back as NaN.
         """
         batch, total = source.batch_size, source.num_patches
+        if self.score_scale < 1:
+            source = ScaledPatches(source, self.score_scale)
         keep = num_kept(total, self.drop_ratio) if training else total
         shuffle = self.shuffle if training else None
         if explore and training and shuffle is None:
@@ -193,9 +203,16 @@ class PatchSelector:
             selection.scores.fill_(float("nan"))
         return selection
 
-    def _embed(self, model: SelectionModel, source: PatchSource, idx: Tensor) -> Tensor:
-        patches = source.fetch(idx)
-        return model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape)
+    def _chunks(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        """(indices, embeddings) chunk by chunk; sources that read from disk are asked for the next chunk first."""
+        prefetch = getattr(source, "prefetch", None)
+        starts = range(0, order.shape[1], self.chunk_size)
+        for start in starts:
+            idx = order[:, start : start + self.chunk_size]
+            patches = source.fetch(idx)
+            if prefetch is not None and start + self.chunk_size < order.shape[1]:
+                prefetch(order[:, start + self.chunk_size : start + 2 * self.chunk_size])
+            yield idx, model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape)
 
     def _everything(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Selection:
         """M ≥ N': every kept patch is salient and nothing needs scoring (as IPS does)."""
@@ -216,9 +233,7 @@ class PatchSelector:
         scores = _unscored(order, source)
         kept_emb: Tensor | None = None
         kept_idx = order[:, :0]
-        for start in range(0, order.shape[1], self.chunk_size):
-            idx = order[:, start : start + self.chunk_size]
-            emb = self._embed(model, source, idx)
+        for idx, emb in self._chunks(model, source, order):
             cand_emb = emb if kept_emb is None else torch.cat([kept_emb, emb], dim=1)
             cand_idx = torch.cat([kept_idx, idx], dim=1)
             cand_scores = score(cand_emb, cand_idx)
@@ -240,8 +255,7 @@ class PatchSelector:
         generator: torch.Generator | None,
     ) -> Selection:
         """DBformer+: embed all kept patches in chunks, score them together, sample M, the rest is context."""
-        starts = range(0, order.shape[1], self.chunk_size)
-        emb = torch.cat([self._embed(model, source, order[:, s : s + self.chunk_size]) for s in starts], dim=1)
+        emb = torch.cat([emb for _, emb in self._chunks(model, source, order)], dim=1)
         cand_scores = score(emb, order)
         scores = _unscored(order, source).scatter_(1, order, cand_scores.float())
         picked = sample_salient(

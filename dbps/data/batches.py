@@ -1,0 +1,289 @@
+"""Batches: what a loader yields, and how each kind moves to the device and becomes patch sources.
+
+The engine never looks inside a batch. It moves it to the device (`to`), applies the training transforms
+(`augment`), splits it into groups that share a patch count (`groups`: micro-batches, and images of different
+sizes or bags of different lengths, which cannot share one tensor) and asks each group for its `source`.
+Every kind of data — dense or sparse image batches, images of mixed sizes, feature bags, slides — is one class
+here, so the loop, evaluation, prediction and benchmarks are the same code for all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from dbps.data.sparse import SparseBatch, SparseImage
+from dbps.patches import FeaturePatches, ImagePatches, PatchSource
+
+Targets = dict[str, Tensor]
+ImageTransform = Callable[[Tensor, torch.Generator | None], Tensor]
+SourceWrapper = Callable[[PatchSource], PatchSource]
+
+
+@runtime_checkable
+class Batch(Protocol):
+    """A batch of instances (images, slides, feature bags) and their targets."""
+
+    targets: Targets
+
+    def __len__(self) -> int: ...
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
+        """This batch on `device` (dense where it was sparse)."""
+        ...
+
+    def pin_memory(self) -> Batch: ...
+
+    def tensors(self) -> Iterator[Tensor]:
+        """Every tensor the batch holds (to tie their memory to a CUDA stream)."""
+        ...
+
+    def augment(self, generator: torch.Generator | None) -> Batch:
+        """The training transforms applied (the batch itself when it has none)."""
+        ...
+
+    def groups(self, max_size: int) -> Iterator[Batch]:
+        """Consecutive sub-batches of at most `max_size` instances that share one patch count, in order."""
+        ...
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        """The patch source of a group (`groups` yields only batches that have one)."""
+        ...
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """How images become patches: grid geometry and the normalisation applied to each fetched patch."""
+
+    size: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+
+def _slice_targets(targets: Targets, part: slice) -> Targets:
+    return {name: target[part] for name, target in targets.items()}
+
+
+def _move_targets(targets: Targets, device: torch.device, non_blocking: bool) -> Targets:
+    return {name: target.to(device, non_blocking=non_blocking) for name, target in targets.items()}
+
+
+def _runs(keys: Sequence[object], max_size: int) -> Iterator[slice]:
+    """Slices of consecutive equal keys, each at most `max_size` long."""
+    start = 0
+    for end in range(1, len(keys) + 1):
+        if end == len(keys) or keys[end] != keys[start] or end - start == max_size:
+            yield slice(start, end)
+            start = end
+
+
+@dataclass
+class ImageBatch:
+    """B images of one size, B×C×H×W (uint8 or float), cut into patches on their device.
+
+    Attributes:
+        images: the pixels; integer images are scaled to [0, 1] patch by patch, never as a whole.
+        targets: target tensor per task name.
+        spec: patch grid and normalisation.
+        transform: training transform of a uint8 batch (`augment` applies it), or None.
+        wrap_source: applied to the source (e.g. per-patch erasing drawn by `augment`), or None.
+    """
+
+    images: Tensor
+    targets: Targets
+    spec: PatchSpec
+    transform: ImageTransform | None = field(default=None, repr=False)
+    wrap_source: SourceWrapper | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
+        return dataclasses.replace(
+            self, images=self.images.to(device, non_blocking=non_blocking),
+            targets=_move_targets(self.targets, device, non_blocking),
+        )  # fmt: skip
+
+    def pin_memory(self) -> ImageBatch:
+        return dataclasses.replace(self, images=self.images.pin_memory())
+
+    def tensors(self) -> Iterator[Tensor]:
+        yield self.images
+        yield from self.targets.values()
+
+    def augment(self, generator: torch.Generator | None) -> ImageBatch:
+        if self.transform is None:
+            return self
+        return dataclasses.replace(self, images=self.transform(self.images, generator), transform=None)
+
+    def groups(self, max_size: int) -> Iterator[ImageBatch]:
+        if max_size >= len(self):
+            yield self
+            return
+        for start in range(0, len(self), max_size):
+            part = slice(start, start + max_size)
+            yield dataclasses.replace(self, images=self.images[part], targets=_slice_targets(self.targets, part))
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        s = self.spec
+        source = ImagePatches(self.images, s.size, s.stride, mean=s.mean, std=s.std, dtype=dtype)
+        return self.wrap_source(source) if self.wrap_source is not None else source
+
+
+@dataclass
+class SparseImageBatch:
+    """Sparse uint8 images of one size (Megapixel MNIST): only non-zero pixels travel; densified on arrival."""
+
+    sparse: SparseBatch
+    targets: Targets
+    spec: PatchSpec
+
+    def __len__(self) -> int:
+        return self.sparse.shape[0]
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
+        images = self.sparse.to_dense(device, non_blocking)
+        return ImageBatch(images, _move_targets(self.targets, device, non_blocking), self.spec)
+
+    def pin_memory(self) -> SparseImageBatch:
+        return dataclasses.replace(self, sparse=self.sparse.pin_memory())
+
+    def tensors(self) -> Iterator[Tensor]:
+        yield from (self.sparse.index, self.sparse.values, *self.targets.values())
+
+    def _dense(self) -> ImageBatch:
+        return self.to(self.sparse.index.device)
+
+    def augment(self, generator: torch.Generator | None) -> ImageBatch:
+        return self._dense().augment(generator)
+
+    def groups(self, max_size: int) -> Iterator[ImageBatch]:
+        return self._dense().groups(max_size)
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        return self._dense().source(dtype)
+
+
+@dataclass
+class RaggedImageBatch:
+    """Images of different sizes (native resolution): each keeps its own patch grid.
+
+    `groups` stacks consecutive images of one size, so a batch of mixed sizes runs as several selections
+    whose gradients accumulate into one optimiser step.
+    """
+
+    images: list[Tensor]
+    targets: Targets
+    spec: PatchSpec
+    transform: ImageTransform | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> RaggedImageBatch:
+        images = [image.to(device, non_blocking=non_blocking) for image in self.images]
+        return dataclasses.replace(self, images=images, targets=_move_targets(self.targets, device, non_blocking))
+
+    def pin_memory(self) -> RaggedImageBatch:
+        return dataclasses.replace(self, images=[image.pin_memory() for image in self.images])
+
+    def tensors(self) -> Iterator[Tensor]:
+        yield from (*self.images, *self.targets.values())
+
+    def augment(self, generator: torch.Generator | None) -> RaggedImageBatch:
+        if self.transform is None:
+            return self
+        images = [self.transform(image.unsqueeze(0), generator)[0] for image in self.images]
+        return dataclasses.replace(self, images=images, transform=None)
+
+    def groups(self, max_size: int) -> Iterator[ImageBatch]:
+        for part in _runs([tuple(image.shape) for image in self.images], max_size):
+            stacked = torch.stack(self.images[part])
+            yield ImageBatch(stacked, _slice_targets(self.targets, part), self.spec)
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        (group,) = self.groups(len(self))  # a single group, or the caller should have split the batch
+        return group.source(dtype)
+
+
+@dataclass
+class FeatureBag:
+    """One instance of pre-extracted patch features (N, F), with optional level-0 (x, y) coordinates (N, 2)."""
+
+    features: Tensor
+    coords: Tensor | None = None
+
+
+@dataclass
+class FeatureBatch:
+    """Feature bags, possibly of different lengths; `groups` stacks consecutive bags of one length."""
+
+    bags: list[FeatureBag]
+    targets: Targets
+
+    def __len__(self) -> int:
+        return len(self.bags)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> FeatureBatch:
+        bags = [
+            FeatureBag(bag.features.to(device, non_blocking=non_blocking), bag.coords) for bag in self.bags
+        ]  # coordinates are only read for pictures and tables: they stay on the host
+        return FeatureBatch(bags, _move_targets(self.targets, device, non_blocking))
+
+    def pin_memory(self) -> FeatureBatch:
+        return FeatureBatch([FeatureBag(bag.features.pin_memory(), bag.coords) for bag in self.bags], self.targets)
+
+    def tensors(self) -> Iterator[Tensor]:
+        yield from (*(bag.features for bag in self.bags), *self.targets.values())
+
+    def augment(self, generator: torch.Generator | None) -> FeatureBatch:
+        return self
+
+    def groups(self, max_size: int) -> Iterator[FeatureBatch]:
+        for part in _runs([bag.features.shape[0] for bag in self.bags], max_size):
+            yield FeatureBatch(self.bags[part], _slice_targets(self.targets, part))
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        lengths = {bag.features.shape[0] for bag in self.bags}
+        if len(lengths) != 1:
+            raise ValueError(f"feature bags of lengths {sorted(lengths)} need `groups` before `source`")
+        return FeaturePatches(torch.stack([bag.features for bag in self.bags]).to(dtype))
+
+
+@dataclass(frozen=True)
+class Collate:
+    """Turns a list of dataset items `(instance, {task: target})` into the batch kind their instances call for.
+
+    Dense image tensors of one size → `ImageBatch`, of several sizes → `RaggedImageBatch`; `SparseImage` →
+    `SparseImageBatch`; `FeatureBag` → `FeatureBatch`. A picklable object, so loader workers can use it.
+
+    Attributes:
+        spec: the patch grid and normalisation of image batches.
+        transform: training transform for image batches (None for evaluation loaders).
+    """
+
+    spec: PatchSpec
+    transform: ImageTransform | None = None
+
+    def __call__(self, items: list[tuple[object, Targets]]) -> Batch:
+        instances = [item[0] for item in items]
+        targets = {name: torch.stack([item[1][name] for item in items]) for name in items[0][1]}
+        first = instances[0]
+        if isinstance(first, SparseImage):
+            return SparseImageBatch(SparseBatch.collate(instances), targets, self.spec)  # type: ignore[arg-type]
+        if isinstance(first, FeatureBag):
+            return FeatureBatch(instances, targets)  # type: ignore[arg-type]
+        if isinstance(first, Tensor):
+            shapes = {tuple(image.shape) for image in instances}  # type: ignore[union-attr]
+            if len(shapes) == 1:
+                return ImageBatch(torch.stack(instances), targets, self.spec, self.transform)  # type: ignore[arg-type]
+            return RaggedImageBatch(instances, targets, self.spec, self.transform)  # type: ignore[arg-type]
+        if hasattr(first, "collate"):  # kinds defined elsewhere (e.g. slides) collate themselves
+            return type(first).collate(instances, targets)  # type: ignore[attr-defined]
+        raise TypeError(f"cannot batch dataset items of type {type(first).__name__}")

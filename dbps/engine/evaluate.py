@@ -1,0 +1,129 @@
+"""Evaluation: every patch, hard top-M selection, metrics per task, and the reports written for a split."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dbps.engine.build import Run
+from dbps.engine.step import predict
+from dbps.metrics import confusion, per_class_recall, task_metrics
+from dbps.tasks import TaskSpec, multitask_loss
+
+
+@dataclass
+class Evaluation:
+    """Outputs and metrics of a model over a split.
+
+    Attributes:
+        logits: float32 logits per task, (n, classes), in loader order.
+        targets: targets per task, in loader order.
+        metrics: {task: {metric: value}}, the task's own metric first.
+        loss: mean multi-task loss.
+        score: the validation score (higher is better) that chooses the best checkpoint.
+    """
+
+    logits: dict[str, np.ndarray]
+    targets: dict[str, np.ndarray]
+    metrics: dict[str, dict[str, float]]
+    loss: float
+    score: float
+
+    @property
+    def images(self) -> int:
+        return len(next(iter(self.logits.values())))
+
+    def summary(self) -> dict[str, Any]:
+        return {"loss": self.loss, "score": self.score, "tasks": self.metrics, "images": self.images}
+
+    def row(self, prefix: str) -> dict[str, float]:
+        """Flat metrics for metrics.csv: `{prefix}_loss`, `{prefix}_score`, `{prefix}_{task}_{metric}`."""
+        row = {f"{prefix}_loss": self.loss, f"{prefix}_score": self.score}
+        for task, values in self.metrics.items():
+            row |= {f"{prefix}_{task}_{metric}": value for metric, value in values.items()}
+        return row
+
+
+def selection_score(metrics: dict[str, dict[str, float]], loss: float, tasks: list[TaskSpec],
+                    best_metric: str | None) -> float:  # fmt: skip
+    """Mean over tasks of each task's own metric (or of `best_metric`); minus the loss when it is 'loss'."""
+    if best_metric == "loss":
+        return -loss
+    values = [metrics[task.name].get(best_metric or task.metric, math.nan) for task in tasks]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+@torch.no_grad()
+def evaluate(run: Run, loader: DataLoader, *, desc: str = "eval") -> Evaluation:
+    """Loss and per-task metrics over a loader, with every patch and hard top-M selection."""
+    tasks = run.model.tasks
+    logits: dict[str, list[torch.Tensor]] = {task.name: [] for task in tasks}
+    targets: dict[str, list[torch.Tensor]] = {task.name: [] for task in tasks}
+    for batch in tqdm(run.batches(loader), desc=desc, leave=False, disable=not run.config.log.progress):
+        for group in batch.groups(run.micro_batch_size):
+            outputs, _ = predict(run.model, run.selector, group.source(run.patch_dtype), amp_dtype=run.amp_dtype)
+            for name in logits:
+                logits[name].append(outputs[name].float().cpu())
+                targets[name].append(group.targets[name].cpu())
+    joined = {name: torch.cat(values) for name, values in logits.items()}
+    joined_targets = {name: torch.cat(values) for name, values in targets.items()}
+    loss = float(multitask_loss(joined, joined_targets, tasks))
+    numpy_logits = {name: value.numpy() for name, value in joined.items()}
+    numpy_targets = {name: value.numpy() for name, value in joined_targets.items()}
+    metrics = {task.name: task_metrics(task, numpy_logits[task.name], numpy_targets[task.name]) for task in tasks}
+    score = selection_score(metrics, loss, tasks, run.config.train.best_metric)
+    return Evaluation(numpy_logits, numpy_targets, metrics, loss, score)
+
+
+def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, split: str) -> list[Path]:
+    """Confusion matrix (CSV + PNG) and per-class recall of each single-label task; returns the files written."""
+    written = []
+    for task in tasks:
+        matrix = confusion(task, evaluation.logits[task.name], evaluation.targets[task.name])
+        if matrix is None:
+            continue
+        names = list(task.class_names or [str(c) for c in range(matrix.shape[0])])
+        if len(names) != matrix.shape[0]:
+            names = [str(c) for c in range(matrix.shape[0])]
+        stem = folder / f"confusion-{split}-{task.name}"
+        recall = per_class_recall(matrix)
+        with stem.with_suffix(".csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["true \\ predicted", *names, "recall"])
+            for name, counts, value in zip(names, matrix, recall, strict=True):
+                writer.writerow([name, *counts.tolist(), "" if math.isnan(value) else f"{value:.4f}"])
+        plot_confusion(matrix, names, f"{task.name} ({split})", stem.with_suffix(".png"))
+        written += [stem.with_suffix(".csv"), stem.with_suffix(".png")]
+    return written
+
+
+def plot_confusion(matrix: np.ndarray, names: list[str], title: str, path: Path) -> None:
+    """A confusion matrix as a PNG, rows normalised to recall, counts written in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    side = max(4.0, 0.6 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
