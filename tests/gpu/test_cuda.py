@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dbps.data import SparseBatch
-from dbps.data.prefetch import DevicePrefetcher
+from dbps.data import DevicePrefetcher, PatchSpec, SparseBatch, SparseImageBatch
 from dbps.engine.step import train_step
 from dbps.patches import ImagePatches
 from dbps.selection import PatchSelector
@@ -57,7 +56,8 @@ def test_prefetcher_densifies_sparse_batches_on_the_gpu() -> None:
     dense = (torch.rand(3, 1, 20, 20) > 0.9).to(torch.uint8) * 200
     flat = dense.flatten()
     index = flat.nonzero().flatten()
-    batch = SparseBatch(index, flat[index], (3, 1, 20, 20))
-    loader = [(batch.pin_memory(), {"label": torch.arange(3)})] * 2
+    sparse = SparseBatch(index, flat[index], (3, 1, 20, 20))
+    loader = [SparseImageBatch(sparse, {"label": torch.arange(3)}, PatchSpec((10, 10))).pin_memory()] * 2
     out = list(DevicePrefetcher(loader, torch.device("cuda")))
-    assert len(out) == 2 and all(torch.equal(images.cpu(), dense) for images, _ in out)
+    assert len(out) == 2 and all(torch.equal(batch.images.cpu(), dense) for batch in out)
+    assert all(batch.targets["label"].is_cuda for batch in out)
