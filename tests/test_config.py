@@ -7,6 +7,7 @@ import yaml
 
 from dbps.config import ConfigError, config_from_dict, load_config, preset_names, save_config
 from dbps.selection import Method, Sampling
+from tests import reference_configs as ref
 
 # Flat configs in the reference repos' style (values as their files have them).
 REFERENCE_DBFORMER_PLUS = """
@@ -156,7 +157,7 @@ def test_ill_typed_values_are_errors_that_name_the_key(tmp_path, text: str, key:
 
 def test_inconsistent_values_are_reported_together() -> None:
     with pytest.raises(ConfigError) as error:
-        config_from_dict({"B": 16, "B_seq": 5, "M": 0, "lrs": True, "selection": {"method": "dbps"}})
+        config_from_dict({"B": 16, "B_seq": 5, "M": 0, "lrs": "maybe", "selection": {"method": "dbps"}})
     lines = str(error.value).splitlines()
     assert any("train.micro_batch_size" in line for line in lines)
     assert any("num_salient" in line for line in lines)
@@ -194,3 +195,52 @@ def test_saved_config_is_plain_yaml(tmp_path) -> None:
     save_config(config, tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert data["selection"]["method"] == "dbps" and data["patches"]["size"] == [50, 50]
+
+
+@pytest.mark.parametrize("dataset", sorted(ref.HEAD_SHAPES))
+@pytest.mark.parametrize("variant", sorted(ref.HEAD_VARIANTS))
+def test_head_reference_configs_run_what_the_head_code_runs(tmp_path, dataset: str, variant: str) -> None:
+    path = ref.write(tmp_path / f"{dataset}_{variant}.yml", ref.head_config(dataset, variant))
+    config, notes = load_config(path, ["data_dir=/data/x"])
+    height, width, n_class, side, _ = ref.HEAD_SHAPES[dataset]
+    s = config.selection
+    expected = {
+        "db+": (Method.DBPS_PLUS, Sampling.HALF, "ABX", 0.3),
+        "db": (Method.DBPS_PLUS, Sampling.HARD, "CA", 0.0),
+        "ips": (Method.IPS, Sampling.HARD, "CA", 0.3),
+    }[variant]
+    assert (s.method, s.sampling, config.model.aggregator, config.patches.drop_ratio) == expected
+    assert s.num_context is None and (s.num_salient, s.chunk_size, s.eval_num_salient) == (2, 10, 2)
+    assert config.data.resize == [height, width] and config.patches.size == (side, side)
+    assert config.model.num_classes == n_class and config.model.pretrained and config.tasks[0].name == "sign"
+    assert notes[0].startswith(f"runs {s.method.value}: ") and any(n.startswith("S: unused") for n in notes)
+    assert ("HEAD" in notes[0]) == (variant != "ips")
+    assert config.data.root == "/data/x"
+
+
+@pytest.mark.parametrize("dataset", [*sorted(ref.CVPR_SHAPES), "camelyon"])
+def test_cvpr_era_configs_are_the_chunked_dual_buffer(tmp_path, dataset: str) -> None:
+    config, notes = load_config(ref.write(tmp_path / "c.yml", ref.cvpr_config(dataset)))
+    assert config.selection.method is Method.DBPS and notes[0].startswith("runs dbps: CVPR-era")
+    assert any(n.startswith("M1: accepted and ignored") for n in notes)
+    if dataset == "camelyon":
+        s = config.selection
+        assert (s.num_salient, s.chunk_size, s.num_context) == (100, 500, 400)
+        assert config.model.encoder == "projector" and config.data.train_file == "feat_train.hdf5"
+        assert config.tasks[0].activation == "sigmoid" and config.tasks[0].metric == "auc"
+        assert config.train.micro_batch_size == 1 and config.model.in_chans == 1024
+
+
+def test_ips_mnist_config_is_ips(tmp_path) -> None:
+    config, notes = load_config(ref.write(tmp_path / "mnist_config.yml", ref.ips_mnist_config()))
+    assert config.selection.method is Method.IPS and notes[0].startswith("runs ips: IPS config")
+    assert [t.name for t in config.tasks] == ["majority", "max", "top", "multi"]
+    assert config.tasks[3].activation == "sigmoid" and config.model.encoder == "resnet18"
+
+
+def test_low_resolution_scoring_and_resize_keys() -> None:
+    config, _ = config_from_dict({"lrs": True, "height": 600, "width": 800, "S": 4})
+    assert config.selection.score_scale == 0.5 and config.data.resize == [600, 800]
+    assert config.selector().score_scale == 0.5
+    with pytest.raises(ConfigError, match="height: given without width"):
+        config_from_dict({"height": 600})

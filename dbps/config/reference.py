@@ -54,6 +54,8 @@ REFERENCE_KEYS: dict[str, str] = {
     "project": "log.project",
     "title": "log.run_name",
     "save_dir": "log.out_dir",
+    "train_fname": "data.train_file",
+    "test_fname": "data.test_file",
 }
 
 # Reference keys accepted with a note: they have no effect here, and why.
@@ -63,11 +65,7 @@ IGNORED_REFERENCE_KEYS: dict[str, str] = {
     "N1": "unused in the reference code",
     "I1": "unused in the reference code",
     "n_token": "one query token per task is implied by `tasks`",
-    "is_image": "the encoder name decides ('projector' for feature bags)",
-    "height": "resizing belongs to the photo datasets (not available yet)",
-    "width": "resizing belongs to the photo datasets (not available yet)",
-    "train_fname": "feature-bag files belong to the feature datasets (not available yet)",
-    "test_fname": "feature-bag files belong to the feature datasets (not available yet)",
+    "M1": "unused in the reference code",
     "track_efficiency": "use `dbps bench` to measure speed and memory",
     "track_epoch": "use `dbps bench` to measure speed and memory",
     "isParallel": "launch with torchrun for several GPUs",
@@ -75,9 +73,11 @@ IGNORED_REFERENCE_KEYS: dict[str, str] = {
     "eval_with_attn": "use `dbps eval`",
     "eval_vis_path": "use `dbps eval`",
     "test_dir": "use `dbps eval`",
-    "single": "translated to selection.method",
-    "lrs": "low-resolution scoring is not supported; only lrs: False is accepted",
 }
+
+# Reference keys whose meaning spans several of ours; `_special` translates them.
+SPECIAL_REFERENCE_KEYS = ("height", "width", "lrs", "is_image", "use_patch_enc", "single")
+LOW_RESOLUTION_SCALE = 0.5  # the reference's `lrs` scores on a half-resolution copy
 
 
 _GROUPS = {f.name for f in dataclasses.fields(Config)} - {"tasks"}  # keys that hold a mapping of keys
@@ -86,32 +86,53 @@ _GROUPS = {f.name for f in dataclasses.fields(Config)} - {"tasks"}  # keys that 
 def translate(raw: dict[str, Any], errors: list[str], notes: list[str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     translate_into(tree, raw, errors, notes)
-    if "method" not in tree.get("selection", {}) and any(k in raw for k in ("single", "sample_style", "attention")):
-        tree.setdefault("selection", {})["method"] = _reference_method(raw)
-        if tree["selection"]["method"] != Method.DBPS and "num_context" in tree["selection"]:
-            tree["selection"].pop("num_context")
-            notes.append("S: ignored for the inferred method (ips has no dynamic buffer; dbps+ keeps all context)")
+    if raw.get("is_image") is False or raw.get("use_patch_enc") is False:
+        _set(tree, "model.encoder", "projector")  # whatever `enc_type` says, wherever it stands in the file
+    method = tree.get("selection", {}).get("method")
+    if method is None and _is_reference_config(raw):
+        method, what = _reference_method(raw)
+        tree.setdefault("selection", {})["method"] = method
+        notes.insert(0, f"runs {method}: {what}")
+    if method not in (None, Method.DBPS, Method.DBPS.value) and "S" in raw:
+        tree.get("selection", {}).pop("num_context", None)
+        notes.append(f"S: unused by method {method} (ips has no dynamic buffer; dbps+ keeps every other patch)")
     return tree
 
 
-def _reference_method(raw: dict[str, Any]) -> str:
-    """The method a reference config runs: `single` → IPS; triple sampling or ABMILX → DBformer+; else DBPS."""
-    if raw.get("single") is True:
-        return Method.IPS.value
+def _is_reference_config(raw: dict[str, Any]) -> bool:
+    return any(key in raw for key in ("M", "I", "single", "S", "sample_style", "attention", "n_token"))
+
+
+def _reference_method(raw: dict[str, Any]) -> tuple[str, str]:
+    """The method a reference config runs, and how the reference code runs it.
+
+    DBPS HEAD files all carry `single`: `single: True` is IPS; otherwise the HEAD code embeds every kept patch,
+    draws M by `sample_style` and uses all N'−M other embeddings as context (S is read but unused). CVPR-era
+    files carry `S` and no `single`: the chunked dual buffer. A file with neither (the IPS files) is IPS.
+    """
     sampling = str(raw.get("sample_style", "hard")).lower()
-    if sampling in (Sampling.PROB, Sampling.HALF) or str(raw.get("attention", "")).upper() == "ABX":
-        return Method.DBPS_PLUS.value
-    return Method.DBPS.value
+    if "single" in raw:
+        if raw["single"] is True:
+            return Method.IPS.value, "single: True, IPS (one buffer of the M most salient patches)"
+        return Method.DBPS_PLUS.value, (
+            f"DBPS HEAD code: every kept patch embedded, M drawn by {sampling!r} sampling, all N'−M other "
+            "embeddings as context (S unused)"
+        )
+    if sampling in (Sampling.PROB, Sampling.HALF):
+        return Method.DBPS_PLUS.value, f"{sampling!r} sampling draws from every kept patch (DBformer+)"
+    if "S" in raw:
+        return Method.DBPS.value, "CVPR-era DBPS: chunked static buffer of M patches + dynamic buffer of S embeddings"
+    return Method.IPS.value, "IPS config (no S, no single): one buffer of the M most salient patches"
 
 
 def translate_into(tree: dict[str, Any], raw: dict[str, Any], errors: list[str], notes: list[str]) -> None:
     for key, value in raw.items():
         key = str(key)
         if key in IGNORED_REFERENCE_KEYS:
-            if key == "lrs" and value not in (False, None):
-                errors.append("lrs: low-resolution scoring is not supported; set lrs: False")
-            elif key != "single":
-                notes.append(f"{key}: accepted and ignored ({IGNORED_REFERENCE_KEYS[key]})")
+            notes.append(f"{key}: accepted and ignored ({IGNORED_REFERENCE_KEYS[key]})")
+            continue
+        if key in SPECIAL_REFERENCE_KEYS:
+            _special(tree, key, value, raw, errors, notes)
             continue
         if key == "tasks":
             tree["tasks"] = _reference_tasks(value, errors)
@@ -125,6 +146,28 @@ def translate_into(tree: dict[str, Any], raw: dict[str, Any], errors: list[str],
         _set(tree, dotted, value)
 
 
+def _special(tree: dict[str, Any], key: str, value: Any, raw: dict[str, Any], errors: list[str],
+             notes: list[str]) -> None:  # fmt: skip
+    """Reference keys that map onto ours only together or with a change of meaning."""
+    if key in ("height", "width"):
+        other = "width" if key == "height" else "height"
+        if other not in raw:
+            errors.append(f"{key}: given without {other}; the reference resizes to (height, width)")
+        elif key == "height":
+            _set(tree, "data.resize", [value, raw["width"]])
+    elif key == "lrs":
+        if not isinstance(value, bool):
+            errors.append(f"lrs: expected true or false, got {value!r}")
+        elif value:
+            _set(tree, "selection.score_scale", LOW_RESOLUTION_SCALE)
+    elif key in ("is_image", "use_patch_enc"):
+        if value is False:
+            _set(tree, "model.encoder", "projector")
+            notes.append(f"{key}: False, so patches are feature vectors mapped by the projector (enc_type unused)")
+    elif key == "single" and not isinstance(value, bool):
+        errors.append(f"single: expected true or false, got {value!r}")
+
+
 def _reference_tasks(value: Any, errors: list[str]) -> Any:
     """Reference form `{task0: {id, name, act_fn, metric}}` → our list; our list passes through."""
     if isinstance(value, dict):
@@ -133,7 +176,7 @@ def _reference_tasks(value: Any, errors: list[str]) -> Any:
             if not isinstance(spec, dict) or "name" not in spec:
                 errors.append(f"tasks.{key}: expected a mapping with a name")
                 continue
-            spec = {k: v for k, v in spec.items() if k != "id"}
+            spec = {k: v for k, v in spec.items() if k not in ("id", "multi_label")}  # activation decides
             if "act_fn" in spec:
                 spec["activation"] = spec.pop("act_fn")
             if "n_class" in spec:
