@@ -122,3 +122,19 @@ def test_task_spec_is_validated() -> None:
         TaskSpec("x", 2, "relu")
     with pytest.raises(ValueError, match="num_classes"):
         TaskSpec("x", 0)
+
+
+def test_pretrained_weights_that_cannot_be_had_stop_with_both_ways_out(tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    from dbps.models.encoders import PretrainedWeightsUnavailable
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))  # an empty cache, offline
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PretrainedWeightsUnavailable) as error:
+        create_encoder("resnet18", in_chans=3, stages=4, pretrained=True)
+    assert "model.weights=PATH" in str(error.value) and "pretrained=False" in str(error.value)
+    weights = tmp_path / "r18.pth"
+    torch.save(create_encoder("resnet18", in_chans=3).backbone.state_dict(), weights)
+    local = create_encoder("resnet18", in_chans=3, weights=weights)  # a local file needs no hub
+    torch.testing.assert_close(local.backbone.state_dict()["conv1.weight"], torch.load(weights)["conv1.weight"])

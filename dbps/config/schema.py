@@ -200,9 +200,28 @@ def validate(config: Config, errors: list[str]) -> None:
         config.selector()
     except ValueError as exc:
         errors.append(f"selection: {exc}")
+    _validate_data(config.data, errors)
     names = [task.name for task in config.tasks]
     if len(set(names)) != len(names):
         errors.append(f"tasks: duplicate task names {names}")
+
+
+def _validate_data(data: DataConfig, errors: list[str]) -> None:
+    resize = data.resize
+    pair = [resize, resize] if isinstance(resize, int) and not isinstance(resize, bool) else resize
+    size_ok = (
+        isinstance(pair, list | tuple) and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
+    )  # fmt: skip
+    if resize is not None and not size_ok and str(resize).lower() != "none":
+        errors.append(f"data.resize: expected [height, width] or 'none' (native size), got {resize!r}")
+    if data.channels not in (None, 1, 3):
+        errors.append(f"data.channels: must be 1 or 3, got {data.channels}")
+    for key, values in (("data.mean", data.mean), ("data.std", data.std)):
+        if values is not None and len(values) not in (1, 3):
+            errors.append(f"{key}: needs 1 or 3 values, got {len(values)}")
+    if data.std is not None and any(v <= 0 for v in data.std):
+        errors.append(f"data.std: must be > 0, got {data.std}")
 
 
 def _plain(value: Any) -> Any:

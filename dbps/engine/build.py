@@ -32,6 +32,7 @@ from dbps.engine.checkpoint import load_checkpoint, load_model_state
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.metrics import METRICS
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
+from dbps.models.encoders import PretrainedWeightsUnavailable
 from dbps.patches import grid_shape, to_pair
 from dbps.selection import PatchSelector
 from dbps.tasks import Activation, TaskSpec
@@ -103,7 +104,7 @@ def data_request(config: Config) -> DataRequest:
         root=Path(data.root), task_names=[task.name for task in config.tasks] or None,
         val_fraction=data.val_fraction, seed=config.train.seed,
         channels=data.channels or config.model.in_chans or defaults.get("channels"),
-        resize=None if resize in (None, "none") else to_pair(resize, "data.resize"),
+        resize=None if resize is None or str(resize).lower() == "none" else to_pair(resize, "data.resize"),
         files=files, labels=data.labels, splits=data.splits, coords=data.coords, drop_ungradable=data.drop_ungradable,
     )  # fmt: skip
 
@@ -180,6 +181,8 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
             weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim,
         )  # fmt: skip
+    except PretrainedWeightsUnavailable as exc:
+        raise ConfigError(f"model.pretrained: {exc}") from None
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"model.encoder: {exc}") from None
     aggregator = create_aggregator(

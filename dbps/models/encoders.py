@@ -17,6 +17,10 @@ from dbps.registry import Registry, unknown_name_message
 ENCODERS: Registry[nn.Module] = Registry("encoder")
 
 
+class PretrainedWeightsUnavailable(ValueError):
+    """`pretrained=True` but the weights can be had neither from the hub nor from the local cache."""
+
+
 class FeatureProjector(nn.Sequential):
     """LayerNorm(F, no affine) → Linear(F→D) → BatchNorm1d(D) → ReLU: the IPS projector for features."""
 
@@ -99,10 +103,18 @@ def timm_encoder(
         if not path.is_file():
             raise FileNotFoundError(f"encoder weights not found: {path}")
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
-    if stages is None:
-        backbone = timm.create_model(name, num_classes=0, **kwargs)
-        return PatchEncoder(backbone, backbone.num_features)
-    features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
+    try:
+        if stages is None:
+            backbone = timm.create_model(name, num_classes=0, **kwargs)
+            return PatchEncoder(backbone, backbone.num_features)
+        features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
+    except OSError as exc:  # the hub is unreachable and the weights are not in the local cache
+        if not pretrained or weights is not None:
+            raise
+        raise PretrainedWeightsUnavailable(
+            f"ImageNet weights for {name!r} could not be had ({type(exc).__name__}: no network and not in the local "
+            "cache); set model.weights=PATH to a local state dict, or pretrained=False to train from random weights"
+        ) from None
     return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
 
 
