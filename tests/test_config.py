@@ -105,6 +105,10 @@ def test_presets_are_the_expected_ones() -> None:
         assert (t.batch_size, t.lr, t.epochs, config.patches.size, config.data.generate.size) == (
             16, 1e-3, 150, (50, 50), 1500,
         )  # fmt: skip
+        aggregator = {Method.IPS: "CA", Method.DBPS: "DA", Method.DBPS_PLUS: "ABX"}[method]
+        assert config.model.aggregator == aggregator  # each preset is the method it names
+    assert load_config("mnist_ips")[0].patches.shuffle  # as the IPS config
+    assert load_config("mnist_dbps_plus")[0].patches.drop_ratio == 0.3
 
 
 def test_reference_dbformer_plus_config_loads_as_it_is(tmp_path) -> None:
