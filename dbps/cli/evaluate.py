@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dbps.engine.build import Run
-    from dbps.engine.checkpoint import write_json
     from dbps.engine.evaluate import evaluate, write_reports
+    from dbps.files import write_json
 
     built, checkpoint_path = Run.from_checkpoint(args.target, args.overrides)
     evaluation = evaluate(built, built.loader(args.split), desc=args.split)

@@ -19,6 +19,7 @@ import yaml
 
 from dbps.config.reference import translate, translate_into
 from dbps.config.schema import Config, ConfigError, validate
+from dbps.files import write_text
 from dbps.registry import parse_enum
 
 
@@ -89,7 +90,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def save_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """The resolved config as plain YAML, written atomically."""
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def _build(cls: type, data: Any, prefix: str, errors: list[str]) -> Any:

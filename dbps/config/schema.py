@@ -127,6 +127,10 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the encoder
     best_metric: str | None = None  # validation metric choosing best.pt: null = each task's own; or 'loss'
+    grad_clip: float | None = None  # clip the gradient norm to this value
+    checkpoint_every: int = 0  # also write last.pt every this many steps (long epochs: slides); 0 = per epoch
+    max_bad_steps: int = 10  # stop after this many steps in a row with a non-finite loss or gradient
+    sync_bn: bool = False  # SyncBatchNorm when several processes train (torchrun)
 
 
 @dataclass
@@ -192,6 +196,12 @@ def validate(config: Config, errors: list[str]) -> None:
         errors.append(f"train.warmup_epochs: must be in [0, train.epochs], got {t.warmup_epochs}")
     if t.lr <= 0:
         errors.append(f"train.lr: must be > 0, got {t.lr}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        errors.append(f"train.grad_clip: must be > 0, got {t.grad_clip}")
+    if t.checkpoint_every < 0:
+        errors.append(f"train.checkpoint_every: must be ≥ 0, got {t.checkpoint_every}")
+    if t.max_bad_steps < 1:
+        errors.append(f"train.max_bad_steps: must be ≥ 1, got {t.max_bad_steps}")
     if not 0 <= config.data.val_fraction < 1:
         errors.append(f"data.val_fraction: must be in [0, 1), got {config.data.val_fraction}")
     if s.method is Method.DBPS and s.num_context is None:

@@ -24,6 +24,7 @@ from dbps.data.datasets import (
 )
 from dbps.data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist, task_targets
 from dbps.data.prefetch import DevicePrefetcher
+from dbps.data.sampler import EpochSampler
 from dbps.data.sparse import SparseBatch, SparseImage
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "DataSplits",
     "DatasetKind",
     "DevicePrefetcher",
+    "EpochSampler",
     "FeatureBag",
     "FeatureBatch",
     "ImageBatch",

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from dbps.data.megapixel_mnist import MegapixelMNIST
 from dbps.registry import Registry
@@ -137,16 +137,18 @@ def build_loader(
     batch_size: int,
     *,
     collate: Callable[[list[Any]], Any],
-    shuffle: bool,
+    shuffle: bool = False,
+    sampler: Sampler | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
     seed: int = 0,
 ) -> DataLoader:
-    """A DataLoader with seeded shuffling, persistent workers and prefetching when workers are used."""
+    """A DataLoader with seeded shuffling (or a given sampler), persistent workers and prefetching with workers."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle if sampler is None else None,
+        sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,
         collate_fn=collate,

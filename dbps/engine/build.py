@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from dbps.config import Config, ConfigError, config_from_dict, read_yaml
 from dbps.data import (
@@ -23,12 +23,14 @@ from dbps.data import (
     DataRequest,
     DataSplits,
     DevicePrefetcher,
+    EpochSampler,
     PatchSpec,
     build_loader,
     dataset_kind,
     make_megapixel_mnist,
 )
 from dbps.engine.checkpoint import load_checkpoint, load_model_state
+from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.metrics import METRICS
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
@@ -230,19 +232,26 @@ class Run:
     amp_dtype: torch.dtype | None
     spec: PatchSpec
     notes: list[str] = field(default_factory=list)
+    dist: Distributed = field(default_factory=Distributed)
 
     @classmethod
-    def from_config(cls, config: Config, *, progress: bool = True, generate: bool = True) -> Run:
-        """Build a run; nothing is written anywhere except a generated dataset (when `generate`)."""
+    def from_config(cls, config: Config, *, progress: bool = True, generate: bool = True,
+                    dist: Distributed | None = None) -> Run:  # fmt: skip
+        """Build a run; nothing is written anywhere except a generated dataset (when `generate`, by rank 0)."""
+        dist = dist or Distributed()
         check_config(config)
         seed_everything(config.train.seed)
-        device = resolve_device(config.train.device)
+        device = process_device(resolve_device(config.train.device), dist)
         keep_freed_host_memory()
-        data, notes = prepare_data(config, progress=progress, generate=generate)
+        if dist.is_main:
+            data, notes = prepare_data(config, progress=progress, generate=generate)
+        dist.barrier()  # the others read what rank 0 may have generated
+        if not dist.is_main:
+            data, notes = prepare_data(config, progress=False, generate=False)
         tasks = resolve_tasks(config, data.tasks)
         model = place_model(build_model(config, tasks, data.channels, data.feature_dim), config, device)
         return cls(config, device, data, model, config.selector(), amp_dtype(config, device), patch_spec(config),
-                   notes)  # fmt: skip
+                   notes, dist)  # fmt: skip
 
     @classmethod
     def from_checkpoint(cls, target: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Run, Path]:
@@ -260,16 +269,26 @@ class Run:
         load_model_state(run.model, checkpoint["model"], checkpoint_path)
         return run, checkpoint_path
 
-    def loader(self, split: str, *, train: bool = False) -> DataLoader:
-        """The loader of a split; `train` shuffles."""
-        return self.loader_for(getattr(self.data, split), train=train)
+    def loader(self, split: str) -> DataLoader:
+        """The evaluation loader of a split, in dataset order; with several processes, this process's share."""
+        dataset = getattr(self.data, split)
+        if self.dist.enabled:
+            share = -(-len(dataset) // self.dist.world)
+            first = min(len(dataset), self.dist.rank * share)
+            dataset = Subset(dataset, range(first, min(len(dataset), first + share)))
+        return self.loader_for(dataset)
 
-    def loader_for(self, dataset: Dataset, *, train: bool = False) -> DataLoader:
+    def loader_for(self, dataset: Dataset, *, sampler: EpochSampler | None = None) -> DataLoader:
         data, t = self.config.data, self.config.train
         return build_loader(
-            dataset, t.batch_size, collate=Collate(self.spec), shuffle=train, num_workers=data.num_workers,
-            pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
+            dataset, t.batch_size // self.dist.world, collate=Collate(self.spec), sampler=sampler,
+            num_workers=data.num_workers, pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
         )  # fmt: skip
+
+    def train_sampler(self) -> EpochSampler:
+        """The training order: permuted per epoch from the seed, sharded over the processes."""
+        t = self.config.train
+        return EpochSampler(len(self.data.train), t.batch_size, seed=t.seed, rank=self.dist.rank, world=self.dist.world)
 
     def batches(self, loader: DataLoader) -> DevicePrefetcher:
         """The loader's batches on the device, the next one prefetched on CUDA."""
@@ -282,4 +301,4 @@ class Run:
 
     @property
     def micro_batch_size(self) -> int:
-        return self.config.train.micro_batch_size or self.config.train.batch_size
+        return self.config.train.micro_batch_size or self.config.train.batch_size // self.dist.world

@@ -74,8 +74,9 @@ def evaluate(run: Run, loader: DataLoader, *, desc: str = "eval") -> Evaluation:
             for name in logits:
                 logits[name].append(outputs[name].float().cpu())
                 targets[name].append(group.targets[name].cpu())
-    joined = {name: torch.cat(values) for name, values in logits.items()}
-    joined_targets = {name: torch.cat(values) for name, values in targets.items()}
+    shares = run.dist.gather((logits, targets))  # every process's share, in rank (= dataset) order
+    joined = {name: torch.cat([t for share, _ in shares for t in share[name]]) for name in logits}
+    joined_targets = {name: torch.cat([t for _, share in shares for t in share[name]]) for name in targets}
     loss = float(multitask_loss(joined, joined_targets, tasks))
     numpy_logits = {name: value.numpy() for name, value in joined.items()}
     numpy_targets = {name: value.numpy() for name, value in joined_targets.items()}

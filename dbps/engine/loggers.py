@@ -9,15 +9,38 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from dbps.files import atomic_write
+
 log = logging.getLogger(__name__)
 
 
 class CSVLogger:
-    """One row per epoch; the columns are fixed by the first row."""
+    """One row per epoch; the columns are fixed by the first row.
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: the CSV file.
+        resume_after: continue an existing file, dropping its rows of epochs after this one (they belong to
+            work the resumed run does again); None starts a new file.
+    """
+
+    def __init__(self, path: Path, resume_after: int | None = None) -> None:
         self.path = path
         self._fields: list[str] | None = None
+        if resume_after is not None and path.is_file():
+            with path.open(newline="") as handle:
+                reader = csv.DictReader(handle)
+                self._fields = list(reader.fieldnames or []) or None
+                rows = [row for row in reader if int(row["epoch"]) <= resume_after]
+            if self._fields is not None:
+                fields = self._fields
+
+                def rewrite(tmp: Path) -> None:
+                    with tmp.open("w", newline="") as out:
+                        writer = csv.DictWriter(out, fieldnames=fields)
+                        writer.writeheader()
+                        writer.writerows(rows)
+
+                atomic_write(path, rewrite)
 
     def log(self, row: dict[str, Any]) -> None:
         new = self._fields is None
@@ -41,6 +64,7 @@ class MetricLoggers:
         tensorboard: write TensorBoard events when `tensorboard` is installed.
         wandb: log to Weights & Biases (respects WANDB_MODE=offline).
         swanlab: log to SwanLab.
+        resume_after: continue metrics.csv after this epoch (see `CSVLogger`).
     """
 
     def __init__(
@@ -53,8 +77,9 @@ class MetricLoggers:
         tensorboard: bool = True,
         wandb: bool = False,
         swanlab: bool = False,
+        resume_after: int | None = None,
     ) -> None:
-        self.csv = CSVLogger(run_dir / "metrics.csv")
+        self.csv = CSVLogger(run_dir / "metrics.csv", resume_after)
         self._tb = None
         self._wandb = None
         self._swanlab = None

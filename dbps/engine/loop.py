@@ -1,158 +1,243 @@
-"""The training loop: epochs of micro-batched steps, validation that picks the best checkpoint, one test."""
+"""The training loop: epochs of micro-batched steps, validation that picks the best checkpoint, one test.
+
+A run can stop at any point and continue exactly (`Trainer.resume`): checkpoints hold the weights, the optimiser,
+the schedule's position, the epoch and the step within it, and every random state; the order of items is a pure
+function of (seed, epoch). Over several processes (torchrun), rank 0 alone writes the run folder.
+"""
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from dataclasses import asdict, dataclass, replace
+from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
 from tqdm import tqdm
 
-from dbps.config import Config, save_config
+from dbps.config import save_config
+from dbps.data import Batch
+from dbps.engine import distributed
 from dbps.engine.build import Run
-from dbps.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint, write_json
+from dbps.engine.checkpoint import load_checkpoint, load_model_state, plain_state_dict, save_checkpoint
 from dbps.engine.evaluate import evaluate, write_reports
+from dbps.engine.faults import StopRequests, TrainingStopped
 from dbps.engine.loggers import MetricLoggers
 from dbps.engine.memory import peak_memory_bytes, reset_peak_memory
 from dbps.engine.schedule import warmup_cosine_lr
+from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
+from dbps.files import write_json
 
 log = logging.getLogger(__name__)
 MB = 1024**2
 
 
-@dataclass
-class TrainState:
-    """Where training stands after an epoch: what a checkpoint needs besides weights and optimiser."""
+class Trainer:
+    """Trains a built run into a run folder.
 
-    epoch: int = 0
-    step: int = 0
-    best_score: float = -math.inf
-    best_epoch: int = -1
-    train_seconds: float = 0.0
-    train_images: int = 0
-    peak_memory: int = 0
-
-
-def train_one_epoch(
-    run: Run,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    *,
-    first_step: int,
-    total_steps: int,
-    generator: torch.Generator,
-    desc: str,
-    explore: bool = False,
-) -> tuple[dict[str, float], int]:
-    """One pass over the training data; the LR follows the per-step schedule. Returns stats and the next step.
-
-    Each batch is augmented on the device, then split into groups (micro-batches, and images of one size or
-    bags of one length); every group runs its own selection and gradient pass, and the gradients of all
-    groups accumulate into one optimiser step, so the step is over the whole batch.
+    Args:
+        run: the built run (model on its device, data, selector).
+        run_dir: the run folder (written by rank 0 only).
     """
-    train, config = run.config.train, run.config
-    warmup = round(train.warmup_epochs * total_steps / train.epochs)
-    step, images_seen, lr = first_step, 0, train.lr
-    loss_sum = torch.zeros((), device=run.device)
-    run.model.train()
-    bar = tqdm(run.batches(loader), desc=desc, leave=False, disable=not config.log.progress)
-    for batch in bar:
-        lr = warmup_cosine_lr(step, base_lr=train.lr, total_steps=total_steps, warmup_steps=warmup,
-                              min_ratio=train.min_lr_ratio)  # fmt: skip
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        batch = batch.augment(generator)
-        size = len(batch)
-        for part in batch.groups(run.micro_batch_size):
-            out = forward_backward(
-                run.model, run.selector, part.source(run.patch_dtype), part.targets, loss_scale=len(part) / size,
-                generator=generator, amp_dtype=run.amp_dtype, explore=explore,
+
+    def __init__(self, run: Run, run_dir: Path) -> None:
+        self.run, self.run_dir, self.config, self.dist = run, run_dir, run.config, run.dist
+        t = self.config.train
+        if (t.batch_size // self.dist.world) % run.micro_batch_size:
+            raise ValueError(f"train.micro_batch_size ({run.micro_batch_size}) must divide the per-process batch "
+                             f"({t.batch_size // self.dist.world})")  # fmt: skip
+        sparse_context = self.config.selection.method == "ips" and self.config.model.aggregator.upper() == "DA"
+        self.model: nn.Module = distributed.wrap(run.model, self.dist, run.device, sync_bn=t.sync_bn,
+                                                 find_unused=sparse_context)  # fmt: skip
+        self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.sampler = run.train_sampler()
+        self.train_loader = run.loader_for(run.data.train, sampler=self.sampler)
+        self.val_loader = run.loader("val")
+        self.total_steps = t.epochs * self.sampler.num_batches
+        self.warmup_steps = round(t.warmup_epochs * self.sampler.num_batches)
+        self.generator = torch.Generator(run.device).manual_seed(t.seed + self.dist.rank)
+        self.state = TrainState()
+        self.stops = StopRequests()
+        self.loggers: MetricLoggers | None = None
+
+    def resume(self, checkpoint: dict[str, Any], origin: Path) -> None:
+        """Continue from a checkpoint: weights, optimiser, progress and random states."""
+        load_model_state(self.run.model, checkpoint["model"], origin)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = TrainState.from_dict(checkpoint["state"])
+        states = checkpoint.get("random") or []
+        if len(states) == self.dist.world:
+            restore_random_states(states[self.dist.rank], self.generator)
+        else:
+            log.warning("note: %s was written by %d process(es), this run has %d: random states start afresh",
+                        origin, len(states), self.dist.world)  # fmt: skip
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, test best.pt once; returns the summary (written to summary.json)."""
+        t = self.config.train
+        if self.dist.is_main:
+            self.loggers = MetricLoggers(
+                self.run_dir, self.config.to_dict(), project=self.config.log.project,
+                run_name=self.config.log.run_name or self.run_dir.name, tensorboard=self.config.log.tensorboard,
+                wandb=self.config.log.wandb, swanlab=self.config.log.swanlab,
+                resume_after=self.state.epoch if self.state.step else None,
             )  # fmt: skip
-            loss_sum += out.loss * len(part)
-        optimizer.step()
-        step += 1
-        images_seen += size
-        if step % 10 == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / images_seen:.3f}", lr=f"{lr:.2e}")
-    return {"train_loss": loss_sum.item() / max(1, images_seen), "lr": lr, "train_images": images_seen}, step
+        try:
+            with self.stops.installed():
+                while self.state.epoch < t.epochs:
+                    stats = self._train_epoch()
+                    self._end_epoch(stats)
+        finally:
+            if self.loggers is not None:
+                self.loggers.close()
+        return self._test()
 
-
-def fit(config: Config, run_dir: Path) -> dict[str, Any]:
-    """Train, keep the best checkpoint by validation score, test it once; returns the summary.
-
-    Everything is built and checked before the run folder is touched. The folder then receives config.yaml,
-    metrics.csv, last.pt and best.pt (written atomically after each epoch, so an interruption never loses a
-    finished epoch), the test reports (confusion matrices) and summary.json.
-    """
-    config = replace(config, data=replace(config.data, root=str(Path(config.data.root).resolve())))
-    run = Run.from_config(config, progress=config.log.progress)
-    for note in run.notes:
-        log.info("note: %s", note)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
-    train = config.train
-    train_loader = run.loader("train", train=True)
-    val_loader = run.loader("val")
-    optimizer = torch.optim.AdamW(run.model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    total_steps = train.epochs * len(train_loader)
-    generator = torch.Generator(run.device).manual_seed(train.seed)
-    loggers = MetricLoggers(
-        run_dir, config.to_dict(), project=config.log.project, run_name=config.log.run_name or run_dir.name,
-        tensorboard=config.log.tensorboard, wandb=config.log.wandb, swanlab=config.log.swanlab,
-    )  # fmt: skip
-    state = TrainState()
-    try:
-        for epoch in range(train.epochs):
+    def _train_epoch(self) -> dict[str, float]:
+        run, state, t = self.run, self.state, self.config.train
+        epoch = state.epoch
+        self.sampler.set_epoch(epoch, state.batch_in_epoch)
+        if state.batch_in_epoch == 0:
             reset_peak_memory(run.device)
-            start = time.perf_counter()
-            stats, state.step = train_one_epoch(
-                run, train_loader, optimizer, first_step=state.step, total_steps=total_steps, generator=generator,
-                desc=f"epoch {epoch + 1}/{train.epochs}", explore=epoch < config.selection.explore_epochs,
+        run.model.train()
+        explore = epoch < self.config.selection.explore_epochs
+        clock = time.perf_counter()
+        bar = tqdm(run.batches(self.train_loader), desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
+                   initial=state.batch_in_epoch, total=self.sampler.num_batches,
+                   disable=not (self.config.log.progress and self.dist.is_main))  # fmt: skip
+        lr = t.lr
+        for batch in bar:
+            lr = warmup_cosine_lr(state.step, base_lr=t.lr, total_steps=self.total_steps,
+                                  warmup_steps=self.warmup_steps, min_ratio=t.min_lr_ratio)  # fmt: skip
+            loss_sum, images = self._step(batch, lr, explore)
+            votes, loss_sum, images = self.dist.sum([float(self.stops.requested), loss_sum, images])
+            state.epoch_loss_sum += loss_sum
+            state.epoch_images += int(images)
+            if state.step % 10 == 0 and state.epoch_images:
+                bar.set_postfix(loss=f"{state.epoch_loss_sum / state.epoch_images:.3f}", lr=f"{lr:.2e}")
+            stop = votes > 0
+            if stop or (t.checkpoint_every and state.step % t.checkpoint_every == 0):
+                state.epoch_seconds += time.perf_counter() - clock
+                clock = time.perf_counter()
+                self._save({"last.pt"}, metrics={})
+            if stop:
+                raise TrainingStopped(f"interrupted at step {state.step} (epoch {epoch + 1}); last.pt is written: "
+                                      f"resume with `dbps train --resume {self.run_dir}`", self.stops.exit_code)
+        state.epoch_seconds += time.perf_counter() - clock
+        return {"train_loss": state.epoch_loss_sum / max(1, state.epoch_images), "lr": lr}
+
+    def _step(self, batch: Batch, lr: float, explore: bool) -> tuple[float, int]:
+        """One optimiser step over a batch, skipped (and counted) when its loss or gradient is not finite.
+
+        Returns:
+            This process's summed loss and its number of images (0 and 0 for a skipped step).
+        """
+        run, state, t = self.run, self.state, self.config.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        batch = batch.augment(self.generator)
+        parts = list(batch.groups(run.micro_batch_size))
+        loss_sum = torch.zeros((), device=run.device)
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            no_sync = getattr(self.model, "no_sync", None)
+            with nullcontext() if last or no_sync is None else no_sync():  # one all-reduce per step
+                out = forward_backward(
+                    self.model, run.selector, part.source(run.patch_dtype), part.targets,
+                    loss_scale=len(part) / len(batch), generator=self.generator, amp_dtype=run.amp_dtype,
+                    explore=explore,
+                )  # fmt: skip
+            loss_sum += out.loss.float() * len(part)
+        params = [p for p in run.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip or float("inf"))
+        finite = bool(torch.isfinite(norm) & torch.isfinite(loss_sum))  # the step's one host synchronisation
+        state.step += 1
+        state.batch_in_epoch += 1
+        if finite:
+            self.optimizer.step()
+            state.bad_streak = 0
+            return float(loss_sum), len(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        state.skipped_steps += 1
+        state.bad_streak += 1
+        log.warning("step %d skipped: non-finite loss or gradient (%d in a row)", state.step, state.bad_streak)
+        if state.bad_streak >= t.max_bad_steps:
+            self._save({"last.pt"}, metrics={})
+            raise TrainingStopped(
+                f"{state.bad_streak} steps in a row had a non-finite loss or gradient (step {state.step}); the "
+                f"weights before them are in last.pt: lower train.lr or set train.grad_clip, then resume with "
+                f"`dbps train --resume {self.run_dir}` and overrides", 1,
             )  # fmt: skip
-            seconds = time.perf_counter() - start
-            state.epoch = epoch + 1
-            state.train_seconds += seconds
-            state.train_images += stats["train_images"]
-            val = evaluate(run, val_loader, desc="validate")
-            epoch_peak = peak_memory_bytes(run.device)
-            state.peak_memory = max(state.peak_memory, epoch_peak)
-            row = {"epoch": epoch + 1, "train_loss": stats["train_loss"], "lr": stats["lr"]} | val.row("val")
-            row |= {"seconds": round(seconds, 3), "images_per_s": stats["train_images"] / seconds,
-                    "peak_memory_mb": round(epoch_peak / MB, 1)}  # fmt: skip
-            loggers.log(row)
-            improved = val.score > state.best_score or state.best_epoch < 0
-            if improved:
-                state.best_score, state.best_epoch = val.score, epoch + 1
-            payload = {"model": plain_state_dict(run.model), "optimizer": optimizer.state_dict(),
-                       "epoch": state.epoch, "step": state.step, "config": config.to_dict(), "metrics": row,
-                       "state": asdict(state)}  # fmt: skip
-            if improved:
-                save_checkpoint(run_dir / "best.pt", **payload)
-            save_checkpoint(run_dir / "last.pt", **payload)
-            log.info("epoch %d: train loss %.4f, val score %.4f", epoch + 1, stats["train_loss"], val.score)
-    finally:
-        loggers.close()
-    run.model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
-    test = evaluate(run, run.loader("test"), desc="test")
-    write_reports(test, run.model.tasks, run_dir, "test")
-    summary = {
-        "test": test.metrics,
-        "test_loss": test.loss,
-        "test_score": test.score,
-        "best_epoch": state.best_epoch,
-        "best_val_score": state.best_score,
-        "train_seconds": round(state.train_seconds, 2),
-        "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
-        "peak_memory_mb": round(state.peak_memory / MB, 1),
-        "device": str(run.device),
-        "run_dir": str(run_dir.resolve()),
-    }
-    write_json(run_dir / "summary.json", summary)
-    return summary
+        return 0.0, 0
+
+    def _end_epoch(self, stats: dict[str, float]) -> None:
+        run, state = self.run, self.state
+        seconds, images = state.epoch_seconds, state.epoch_images
+        val = evaluate(run, self.val_loader, desc="validate")
+        epoch_peak = peak_memory_bytes(run.device)
+        state.peak_memory = max(state.peak_memory, epoch_peak)
+        state.train_seconds += seconds
+        state.train_images += images
+        state.finish_epoch()
+        row = {"epoch": state.epoch, "train_loss": stats["train_loss"], "lr": stats["lr"]} | val.row("val")
+        row |= {"seconds": round(seconds, 3), "images_per_s": images / max(seconds, 1e-9),
+                "peak_memory_mb": round(epoch_peak / MB, 1), "skipped_steps": state.skipped_steps}  # fmt: skip
+        improved = val.score > state.best_score or state.best_epoch < 0
+        if improved:
+            state.best_score, state.best_epoch = val.score, state.epoch
+        if self.loggers is not None:
+            self.loggers.log(row)
+        self._save({"best.pt", "last.pt"} if improved else {"last.pt"}, metrics=row)
+        log.info("epoch %d: train loss %.4f, val score %.4f", state.epoch, stats["train_loss"], val.score)
+
+    def _save(self, names: set[str], metrics: dict[str, Any]) -> None:
+        """Checkpoints written atomically by rank 0 (best.pt before last.pt, so a crash between them is safe)."""
+        randoms = self.dist.gather(random_states(self.generator))
+        if self.dist.is_main:
+            payload = {
+                "model": plain_state_dict(self.run.model), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.state.epoch, "step": self.state.step, "config": self.config.to_dict(),
+                "metrics": metrics, "state": asdict(self.state), "random": randoms,
+            }  # fmt: skip
+            for name in sorted(names):  # 'best.pt' < 'last.pt'
+                save_checkpoint(self.run_dir / name, **payload)
+        self.dist.barrier()
+
+    def _test(self) -> dict[str, Any]:
+        state, run = self.state, self.run
+        run.model.load_state_dict(load_checkpoint(self.run_dir / "best.pt")["model"])
+        test = evaluate(run, run.loader("test"), desc="test")
+        summary = {
+            "test": test.metrics, "test_loss": test.loss, "test_score": test.score,
+            "best_epoch": state.best_epoch, "best_val_score": state.best_score,
+            "train_seconds": round(state.train_seconds, 2),
+            "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
+            "peak_memory_mb": round(state.peak_memory / MB, 1), "skipped_steps": state.skipped_steps,
+            "device": str(run.device), "processes": self.dist.world, "run_dir": str(self.run_dir.resolve()),
+        }  # fmt: skip
+        if self.dist.is_main:
+            write_reports(test, run.model.tasks, self.run_dir, "test")
+            write_json(self.run_dir / "summary.json", summary)
+        return summary
+
+
+def fit(run: Run, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Train a built run into `run_dir` (continuing its last.pt when `resume`); returns the summary.
+
+    Nothing is written before the run is built and checked. The folder then receives config.yaml, metrics.csv,
+    last.pt and best.pt (atomically, after every epoch and every `train.checkpoint_every` steps), the test
+    reports (confusion matrices) and summary.json.
+    """
+    trainer = Trainer(run, run_dir)
+    if resume:
+        trainer.resume(load_checkpoint(run_dir / "last.pt"), run_dir / "last.pt")
+    elif run.dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(run.config, run_dir / "config.yaml")
+    for note in run.notes if run.dist.is_main else []:
+        log.info("note: %s", note)
+    return trainer.fit()
