@@ -57,6 +57,15 @@ def test_items_follow_the_contract(photo_root) -> None:
     assert len(shapes) > 1 and all(shape[0] == 1 and 60 <= min(shape[1:]) <= max(shape[1:]) <= 200 for shape in shapes)
 
 
+def test_sub_folders_count_and_hidden_folders_do_not(scratch) -> None:
+    image = next((scratch / "train" / "scene").glob("*.jpg"))
+    for folder in ("more", ".thumbnails"):
+        (scratch / "train" / "scene" / folder).mkdir()
+        shutil.copy(image, scratch / "train" / "scene" / folder / "copy.jpg")
+    paths = folder_splits(scratch)["train"].paths
+    assert len(paths) == 13 and scratch / "train" / "scene" / "more" / "copy.jpg" in paths
+
+
 def test_valid_is_accepted_but_not_beside_val(scratch) -> None:
     (scratch / "val").rename(scratch / "valid")
     assert len(folder_splits(scratch)["val"].paths) == 6
@@ -126,6 +135,9 @@ def test_csv_errors_name_the_file_and_row(tmp_path) -> None:
     bad.write_text("images/test_fundus_0.png,fundus,holdout\n")
     with pytest.raises(ValueError, match="row 1 has split 'holdout'"):
         csv_splits(bad)
+    bad.write_text("images/test_fundus_0.png,fundus\n")
+    with pytest.raises(ValueError, match="row 1 has split 'dev'"):
+        csv_splits(bad, default_split="dev")
     bad.write_text("images/test_fundus_0.png\n")
     with pytest.raises(ValueError, match="row 1"):
         csv_splits(bad)

@@ -77,10 +77,11 @@ def csv_splits(
         raise FileNotFoundError(f"{csv_path}: no such list file")
     root = Path(image_root) if image_root is not None else csv_path.parent
     rows = _read_rows(csv_path)
-    splits = [SPLIT_NAMES.get((row[2] if len(row) == 3 else default_split).lower()) for row in rows]
+    given = [row[2] if len(row) == 3 else default_split for row in rows]
+    splits = [SPLIT_NAMES.get(split.lower()) for split in given]
     if None in splits:
         number = splits.index(None)
-        raise ValueError(f"{csv_path}: row {number + 1} has split {rows[number][2]!r}; known: {sorted(SPLIT_NAMES)}")
+        raise ValueError(f"{csv_path}: row {number + 1} has split {given[number]!r}; known: {sorted(SPLIT_NAMES)}")
     indices, names = _class_indices([row[1] for row in rows], classes, csv_path)
     paths = [root / row[0] for row in rows]
     check_files_exist(paths, csv_path)
