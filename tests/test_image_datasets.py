@@ -149,9 +149,11 @@ def test_csv_errors_name_the_file_and_row(tmp_path) -> None:
         csv_splits(bad, classes=["fundus", "scene"])
 
 
-def test_ddr_lists_drop_ungradable_by_default(tmp_path) -> None:
+def test_ddr_lists_drop_ungradable_by_default(tmp_path, caplog) -> None:
     root = make_ddr_layout(tmp_path)
-    splits = ddr_splits(root)
+    with caplog.at_level("INFO"):
+        splits = ddr_splits(root)
+    assert "DDR train: left out 2 ungradable (grade 5) images" in caplog.text
     assert list(splits) == ["train", "val", "test"]
     assert splits["train"].classes == DDR_GRADES[:5]
     assert splits["train"].labels == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4] and splits["test"].labels == [0, 1, 2, 3, 4]

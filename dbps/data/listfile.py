@@ -133,7 +133,7 @@ def ddr_splits(root: str | Path, *, keep_ungradable: bool = False) -> dict[str, 
         entries = _read_ddr_list(list_path)
         kept = [(name, grade) for name, grade in entries if keep_ungradable or grade != DDR_UNGRADABLE]
         if len(kept) < len(entries):
-            log.info("DDR %s: left out %d ungradable (grade 5) images", stem, len(entries) - len(kept))
+            log.info("note: DDR %s: left out %d ungradable (grade 5) images", stem, len(entries) - len(kept))
         paths = [root / stem / name for name, _ in kept]
         check_files_exist(paths, list_path)
         result[split] = SplitFiles(paths, [grade for _, grade in kept], list(classes))
