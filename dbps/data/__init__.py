@@ -1,5 +1,7 @@
-"""Data in: dataset kinds, Megapixel MNIST generation, batches and how they become patch sources, loaders."""
+"""Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs), batches and how they become
+patch sources, augmentation, loaders."""
 
+from dbps.data.augment import TrainAugment
 from dbps.data.batches import (
     Batch,
     Collate,
@@ -22,10 +24,16 @@ from dbps.data.datasets import (
     dataset_kind,
     register_kind,
 )
+from dbps.data.folder import ImageFolderDataset, folder_splits
+from dbps.data.image_dataset import ImageDataset, SplitFiles
+from dbps.data.images import read_image
+from dbps.data.listfile import csv_splits, ddr_splits
 from dbps.data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist, task_targets
 from dbps.data.prefetch import DevicePrefetcher
+from dbps.data.reference_mnist import ReferenceMegapixelMNIST
 from dbps.data.sampler import EpochSampler
 from dbps.data.sparse import SparseBatch, SparseImage
+from dbps.data.traffic import traffic_splits
 
 __all__ = [
     "DATASETS",
@@ -41,16 +49,26 @@ __all__ = [
     "FeatureBag",
     "FeatureBatch",
     "ImageBatch",
+    "ImageDataset",
+    "ImageFolderDataset",
     "MegapixelMNIST",
     "PatchSpec",
     "RaggedImageBatch",
+    "ReferenceMegapixelMNIST",
     "SparseBatch",
     "SparseImage",
     "SparseImageBatch",
+    "SplitFiles",
+    "TrainAugment",
     "build_loader",
     "carve_validation",
+    "csv_splits",
     "dataset_kind",
+    "ddr_splits",
+    "folder_splits",
     "make_megapixel_mnist",
+    "read_image",
     "register_kind",
     "task_targets",
+    "traffic_splits",
 ]

@@ -81,6 +81,15 @@ def task_targets(digits: np.ndarray, positions: np.ndarray) -> dict[str, np.ndar
     }
 
 
+def task_names(tasks: list[str] | None) -> list[str]:
+    """The requested Megapixel MNIST task names (all four when None); an unknown name is a ValueError."""
+    names = [task.name for task in TASKS]
+    unknown = sorted(set(tasks or []) - set(names))
+    if unknown:
+        raise ValueError(f"unknown Megapixel MNIST task(s) {unknown}; known: {names}")
+    return list(tasks or names)
+
+
 def draw_image(
     rng: np.random.Generator,
     canvas: np.ndarray,
@@ -185,11 +194,7 @@ class MegapixelMNIST(Dataset):
         if missing:
             raise FileNotFoundError(f"{folder} lacks {', '.join(f'{m}.npy' for m in missing)}")
         self._arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
-        names = [task.name for task in TASKS]
-        unknown = sorted(set(tasks or []) - set(names))
-        if unknown:
-            raise ValueError(f"unknown Megapixel MNIST task(s) {unknown}; known: {names}")
-        self.tasks = tasks or names
+        self.tasks = task_names(tasks)
         self._targets = task_targets(np.asarray(self._arrays["digits"]), np.asarray(self._arrays["positions"]))
 
     @property
