@@ -138,3 +138,12 @@ def test_pretrained_weights_that_cannot_be_had_stop_with_both_ways_out(tmp_path,
     torch.save(create_encoder("resnet18", in_chans=3).backbone.state_dict(), weights)
     local = create_encoder("resnet18", in_chans=3, weights=weights)  # a local file needs no hub
     torch.testing.assert_close(local.backbone.state_dict()["conv1.weight"], torch.load(weights)["conv1.weight"])
+
+
+def test_projector_takes_a_single_embedding_in_training() -> None:
+    projector = create_encoder("projector", in_dim=6, dim=4).train()
+    before = projector.project[2].running_mean.clone()
+    one = projector(torch.randn(1, 6))  # one salient patch in the gradient pass: running statistics
+    assert one.shape == (1, 4) and torch.equal(projector.project[2].running_mean, before)
+    projector(torch.randn(5, 6))  # several: batch statistics, running statistics updated
+    assert not torch.equal(projector.project[2].running_mean, before)

@@ -2,6 +2,7 @@
 
 from dbps.config.loader import config_from_dict, load_config, preset_names, read_yaml, resolve_config_path, save_config
 from dbps.config.schema import (
+    AugmentConfig,
     Config,
     ConfigError,
     DataConfig,
@@ -15,6 +16,7 @@ from dbps.config.schema import (
 )
 
 __all__ = [
+    "AugmentConfig",
     "Config",
     "ConfigError",
     "DataConfig",

@@ -29,6 +29,16 @@ class GenerateConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training transforms of uint8 images, on the device (0 turns one off)."""
+
+    color_jitter: float = 0.0  # brightness, contrast, saturation and hue jitter strength (reference: 0.1)
+    translate: int = 0  # random translation of at most this many pixels each way, black fill (reference: 100)
+    erase_fraction: float = 0.0  # share of each image's patches with a rectangle erased (traffic signs: 0.1)
+    erase_area: float = 0.94  # share of an erased patch's area
+
+
+@dataclass
 class DataConfig:
     """Where images come from and how they are loaded; null fields take the dataset kind's default."""
 
@@ -42,6 +52,7 @@ class DataConfig:
     resize: Any = None  # [height, width], or 'none' to keep each image's native size
     mean: list[float] | None = None  # per-channel normalisation of patches (photos: ImageNet's)
     std: list[float] | None = None
+    augment: AugmentConfig | None = None  # training transforms; null: the dataset kind's (photos: the reference's)
     train_file: str | None = None  # split lists (CSV `path,label[,split]` or `name label` lines) or feature files
     val_file: str | None = None
     test_file: str | None = None
@@ -232,6 +243,14 @@ def _validate_data(data: DataConfig, errors: list[str]) -> None:
             errors.append(f"{key}: needs 1 or 3 values, got {len(values)}")
     if data.std is not None and any(v <= 0 for v in data.std):
         errors.append(f"data.std: must be > 0, got {data.std}")
+    a = data.augment
+    if a is not None:
+        if not 0 <= a.color_jitter <= 0.5:
+            errors.append(f"data.augment.color_jitter: must be in [0, 0.5], got {a.color_jitter}")
+        if a.translate < 0:
+            errors.append(f"data.augment.translate: must be ≥ 0, got {a.translate}")
+        if not 0 <= a.erase_fraction <= 1 or not 0 < a.erase_area <= 1:
+            errors.append("data.augment: erase_fraction must be in [0, 1] and erase_area in (0, 1]")
 
 
 def _plain(value: Any) -> Any:

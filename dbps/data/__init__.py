@@ -1,6 +1,7 @@
 """Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs), batches and how they become
 patch sources, augmentation, loaders."""
 
+from dbps.data import kinds  # registers the dataset kinds
 from dbps.data.augment import TrainAugment
 from dbps.data.batches import (
     Batch,
@@ -66,6 +67,7 @@ __all__ = [
     "dataset_kind",
     "ddr_splits",
     "folder_splits",
+    "kinds",
     "make_megapixel_mnist",
     "read_image",
     "register_kind",

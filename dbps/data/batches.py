@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -19,10 +20,23 @@ from torch import Tensor
 
 from dbps.data.sparse import SparseBatch, SparseImage
 from dbps.patches import FeaturePatches, ImagePatches, PatchSource
+from dbps.patches.erasing import ErasedPatches
 
 Targets = dict[str, Tensor]
 ImageTransform = Callable[[Tensor, torch.Generator | None], Tensor]
 SourceWrapper = Callable[[PatchSource], PatchSource]
+
+
+@dataclass(frozen=True)
+class Erasing:
+    """Per-patch random erasing in training: `fraction` of each image's patches lose `area` of their pixels."""
+
+    fraction: float
+    area: float
+
+    def wrapper(self, generator: torch.Generator | None) -> SourceWrapper:
+        """Wraps a source so that every fetch of one batch sees the same erased patches."""
+        return partial(ErasedPatches, fraction=self.fraction, area=self.area, generator=generator)
 
 
 @runtime_checkable
@@ -92,13 +106,15 @@ class ImageBatch:
         targets: target tensor per task name.
         spec: patch grid and normalisation.
         transform: training transform of a uint8 batch (`augment` applies it), or None.
-        wrap_source: applied to the source (e.g. per-patch erasing drawn by `augment`), or None.
+        erasing: training per-patch erasing (`augment` arms it), or None.
+        wrap_source: applied to the source (the armed erasing), or None.
     """
 
     images: Tensor
     targets: Targets
     spec: PatchSpec
     transform: ImageTransform | None = field(default=None, repr=False)
+    erasing: Erasing | None = None
     wrap_source: SourceWrapper | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -118,9 +134,9 @@ class ImageBatch:
         yield from self.targets.values()
 
     def augment(self, generator: torch.Generator | None) -> ImageBatch:
-        if self.transform is None:
-            return self
-        return dataclasses.replace(self, images=self.transform(self.images, generator), transform=None)
+        images = self.transform(self.images, generator) if self.transform is not None else self.images
+        wrap = self.erasing.wrapper(generator) if self.erasing is not None else None
+        return dataclasses.replace(self, images=images, transform=None, erasing=None, wrap_source=wrap)
 
     def groups(self, max_size: int) -> Iterator[ImageBatch]:
         if max_size >= len(self):
@@ -143,13 +159,16 @@ class SparseImageBatch:
     sparse: SparseBatch
     targets: Targets
     spec: PatchSpec
+    transform: ImageTransform | None = field(default=None, repr=False)
+    erasing: Erasing | None = None
 
     def __len__(self) -> int:
         return self.sparse.shape[0]
 
     def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
         images = self.sparse.to_dense(device, non_blocking)
-        return ImageBatch(images, _move_targets(self.targets, device, non_blocking), self.spec)
+        return ImageBatch(images, _move_targets(self.targets, device, non_blocking), self.spec, self.transform,
+                          self.erasing)  # fmt: skip
 
     def pin_memory(self) -> SparseImageBatch:
         return dataclasses.replace(self, sparse=self.sparse.pin_memory())
@@ -182,6 +201,8 @@ class RaggedImageBatch:
     targets: Targets
     spec: PatchSpec
     transform: ImageTransform | None = field(default=None, repr=False)
+    erasing: Erasing | None = None
+    wrap_source: SourceWrapper | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -197,15 +218,16 @@ class RaggedImageBatch:
         yield from (*self.images, *self.targets.values())
 
     def augment(self, generator: torch.Generator | None) -> RaggedImageBatch:
-        if self.transform is None:
-            return self
-        images = [self.transform(image.unsqueeze(0), generator)[0] for image in self.images]
-        return dataclasses.replace(self, images=images, transform=None)
+        images = self.images
+        if self.transform is not None:  # one image at a time: contrast must not average over another's pixels
+            images = [self.transform(image.unsqueeze(0), generator)[0] for image in self.images]
+        wrap = self.erasing.wrapper(generator) if self.erasing is not None else None
+        return dataclasses.replace(self, images=images, transform=None, erasing=None, wrap_source=wrap)
 
     def groups(self, max_size: int) -> Iterator[ImageBatch]:
         for part in _runs([tuple(image.shape) for image in self.images], max_size):
             stacked = torch.stack(self.images[part])
-            yield ImageBatch(stacked, _slice_targets(self.targets, part), self.spec)
+            yield ImageBatch(stacked, _slice_targets(self.targets, part), self.spec, wrap_source=self.wrap_source)
 
     def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
         (group,) = self.groups(len(self))  # a single group, or the caller should have split the batch
@@ -266,24 +288,28 @@ class Collate:
     Attributes:
         spec: the patch grid and normalisation of image batches.
         transform: training transform for image batches (None for evaluation loaders).
+        erasing: training per-patch erasing for image batches (None for evaluation loaders).
     """
 
     spec: PatchSpec
     transform: ImageTransform | None = None
+    erasing: Erasing | None = None
 
     def __call__(self, items: list[tuple[object, Targets]]) -> Batch:
         instances = [item[0] for item in items]
         targets = {name: torch.stack([item[1][name] for item in items]) for name in items[0][1]}
         first = instances[0]
         if isinstance(first, SparseImage):
-            return SparseImageBatch(SparseBatch.collate(instances), targets, self.spec)  # type: ignore[arg-type]
+            sparse = SparseBatch.collate(instances)  # type: ignore[arg-type]
+            return SparseImageBatch(sparse, targets, self.spec, self.transform, self.erasing)
         if isinstance(first, FeatureBag):
             return FeatureBatch(instances, targets)  # type: ignore[arg-type]
         if isinstance(first, Tensor):
             shapes = {tuple(image.shape) for image in instances}  # type: ignore[union-attr]
             if len(shapes) == 1:
-                return ImageBatch(torch.stack(instances), targets, self.spec, self.transform)  # type: ignore[arg-type]
-            return RaggedImageBatch(instances, targets, self.spec, self.transform)  # type: ignore[arg-type]
+                stacked = torch.stack(instances)  # type: ignore[arg-type]
+                return ImageBatch(stacked, targets, self.spec, self.transform, self.erasing)
+            return RaggedImageBatch(instances, targets, self.spec, self.transform, self.erasing)  # type: ignore[arg-type]
         if hasattr(first, "collate"):  # kinds defined elsewhere (e.g. slides) collate themselves
             return type(first).collate(instances, targets)  # type: ignore[attr-defined]
         raise TypeError(f"cannot batch dataset items of type {type(first).__name__}")

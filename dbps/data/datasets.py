@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from dbps.data.megapixel_mnist import MegapixelMNIST
 from dbps.registry import Registry
 from dbps.tasks import TaskSpec
 
@@ -114,22 +113,6 @@ def carve_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Subs
         raise ValueError(f"data.val_fraction {fraction} leaves no training images out of {n}")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
-
-
-def megapixel_mnist_splits(request: DataRequest) -> DataSplits:
-    """Generated Megapixel MNIST: validation carved from train (test is touched once, at the end)."""
-    full = MegapixelMNIST(request.root, "train", request.task_names)
-    train, val = carve_validation(full, request.val_fraction, request.seed)
-    test = MegapixelMNIST(request.root, "test", request.task_names)
-    chosen = [task for task in MegapixelMNIST.TASKS if task.name in full.tasks]
-    channels, height, width = full.image_shape
-    return DataSplits(train, val, test, chosen, channels, (height, width))
-
-
-register_kind(
-    ("megapixel_mnist", "mnist"), megapixel_mnist_splits,
-    "Megapixel MNIST made by `dbps make-data` (4 tasks: majority, max, top, multi)", channels=1,
-)  # fmt: skip
 
 
 def build_loader(

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dbps.config import Config, ConfigError, config_from_dict, read_yaml
+from dbps.config import AugmentConfig, Config, ConfigError, config_from_dict, read_yaml
 from dbps.data import (
     Collate,
     DataRequest,
@@ -25,10 +25,12 @@ from dbps.data import (
     DevicePrefetcher,
     EpochSampler,
     PatchSpec,
+    TrainAugment,
     build_loader,
     dataset_kind,
     make_megapixel_mnist,
 )
+from dbps.data.batches import Erasing
 from dbps.engine.checkpoint import load_checkpoint, load_model_state
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
@@ -121,6 +123,20 @@ def patch_spec(config: Config) -> PatchSpec:
         to_pair(p.size, "patches.size"), to_pair(p.stride, "patches.stride") if p.stride else None,
         tuple(mean) if mean is not None else None, tuple(std) if std is not None else None,
     )  # fmt: skip
+
+
+def training_transforms(config: Config) -> Collate:
+    """The training loader's collate: the patch spec plus the augmentation of `data.augment` or the kind's."""
+    augment = config.data.augment
+    if augment is None:
+        augment = AugmentConfig(**dataset_kind(config.data.name).defaults.get("augment", {}))
+    jitter = augment.color_jitter
+    transform = None
+    if jitter or augment.translate:
+        transform = TrainAugment(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter,
+                                 max_shift=augment.translate)  # fmt: skip
+    erasing = Erasing(augment.erase_fraction, augment.erase_area) if augment.erase_fraction else None
+    return Collate(patch_spec(config), transform, erasing)
 
 
 def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:
@@ -279,9 +295,11 @@ class Run:
         return self.loader_for(dataset)
 
     def loader_for(self, dataset: Dataset, *, sampler: EpochSampler | None = None) -> DataLoader:
+        """A loader of `dataset`; with a (training) sampler, batches carry the training transforms."""
         data, t = self.config.data, self.config.train
+        collate = training_transforms(self.config) if sampler is not None else Collate(self.spec)
         return build_loader(
-            dataset, t.batch_size // self.dist.world, collate=Collate(self.spec), sampler=sampler,
+            dataset, t.batch_size // self.dist.world, collate=collate, sampler=sampler,
             num_workers=data.num_workers, pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
         )  # fmt: skip
 

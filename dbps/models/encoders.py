@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dbps.registry import Registry, unknown_name_message
@@ -21,12 +22,24 @@ class PretrainedWeightsUnavailable(ValueError):
     """`pretrained=True` but the weights can be had neither from the hub nor from the local cache."""
 
 
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm1d over embeddings that also takes a single one in training (with the running statistics).
+
+    The gradient pass may hold one patch (one image, M = 1): batch statistics of one value are undefined.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and x.shape[0] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class FeatureProjector(nn.Sequential):
     """LayerNorm(F, no affine) → Linear(F→D) → BatchNorm1d(D) → ReLU: the IPS projector for features."""
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__(
-            nn.LayerNorm(in_dim, elementwise_affine=False), nn.Linear(in_dim, dim), nn.BatchNorm1d(dim), nn.ReLU()
+            nn.LayerNorm(in_dim, elementwise_affine=False), nn.Linear(in_dim, dim), TokenBatchNorm(dim), nn.ReLU()
         )
         self.embed_dim = dim
 
