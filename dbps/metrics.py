@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -103,7 +104,9 @@ def task_metrics(task: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dic
     else:
         names = ["multilabel_accuracy", "accuracy", "auc"]
     ordered = [task.metric, *(name for name in names if name != task.metric)]
-    return {name: METRICS.get(name)(logits, targets, task.activation) for name in ordered}
+    with warnings.catch_warnings():  # small validation sets lack some classes: the metrics handle it, quietly
+        warnings.simplefilter("ignore", UserWarning)
+        return {name: METRICS.get(name)(logits, targets, task.activation) for name in ordered}
 
 
 def confusion(task: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
