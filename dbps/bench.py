@@ -194,7 +194,7 @@ def _measure(
         for _ in range(steps):
             selector.select(model, source(), training=True, generator=generator)
     result.selection_ms = sel_timer.ms / steps
-    patch_shape = (channels, *spec.size)
+    patch_shape = (channels, *(int(side * selector.score_scale) for side in spec.size))  # lrs: smaller patches
     embedded = num_kept(result.num_patches, selector.drop_ratio)
     flops = encoder_flops_per_patch(model, patch_shape, device) * result.batch * embedded
     result.selection_tflops = flops / (result.selection_ms * 1e-3) / 1e12

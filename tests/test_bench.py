@@ -55,3 +55,20 @@ def test_method_selectors_share_m_and_i() -> None:
     assert selectors["dbps"].num_context == 4 and selectors["dbps+"].drop_ratio == 0.3
     with pytest.raises(ValueError, match="unknown benchmark method"):
         bench.method_selector("fast", config, 900)
+
+
+def test_bench_runs_on_a_reference_photo_config_and_shows_what_lrs_saves(tmp_path) -> None:
+    from tests import reference_configs as ref
+
+    config_file = ref.write(tmp_path / "cqu_bpdd_db+.yml", ref.head_config("cqu_bpdd", "db+"))
+    tiny = ["enc_type=small_cnn", "D=16", "H=2", "D_k=8", "D_v=8", "D_inner=32", "train.device=cpu", "pretrained=false",
+            "patch_size=[32, 32]", "patch_stride=[32, 32]"]  # fmt: skip
+    rows = {}
+    for lrs in (False, True):
+        config, _ = load_config(config_file, [*tiny, f"lrs={lrs}"])
+        (result,) = bench.run_benchmark(config, methods=["ips"], sizes=[128], batch=2, steps=1, warmup=1,
+                                        progress=False, isolate=False)  # fmt: skip
+        assert result.status == "ok" and result.num_patches == 16
+        rows[lrs] = result
+    flops = {lrs: r.selection_tflops * r.selection_ms for lrs, r in rows.items()}
+    assert flops[True] < 0.5 * flops[False]  # the no-gradient pass embeds quarter-size patches
