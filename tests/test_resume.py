@@ -1,0 +1,179 @@
+"""Runs that survive: a killed or stopped run resumes to exactly the result of an uninterrupted one; faults."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dbps.cli import main
+from dbps.data import make_megapixel_mnist
+
+ARGS = [
+    "--config", "quickstart", "data.generate=null", "tasks=[majority, multi]", "model.encoder=small_cnn",
+    "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8", "model.dim_ffn=32", "M=3", "S=3", "I=8",
+    "train.epochs=3", "train.warmup_epochs=1", "B=4", "B_seq=2", "data.num_workers=0", "log.progress=false",
+    "log.tensorboard=false", "data.val_fraction=0.2", "train.checkpoint_every=2", "patches.drop_ratio=0.2",
+    "patches.shuffle=true", "selection.explore_epochs=1", "model.dropout=0.1",
+]  # fmt: skip
+VOLATILE = {"seconds", "images_per_s", "peak_memory_mb"}  # wall-clock columns of metrics.csv
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mm")
+    return make_megapixel_mnist(root, n_train=40, n_test=8, size=150, n_noise=3, seed=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("ref") / "run"
+    done = dbps("train", *ARGS, f"data.root={data}", "--out", str(run))
+    assert done.returncode == 0, done.stderr
+    return run
+
+
+def dbps(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dbps", *args], capture_output=True, text=True, check=False)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dbps", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (run / "last.pt").exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.02)
+
+
+def assert_same_result(run: Path, reference: Path) -> None:
+    """Test metrics, best.pt's weights and every epoch's metrics (but wall-clock columns) are identical."""
+    summary, expected = (json.loads((p / "summary.json").read_text()) for p in (run, reference))
+    assert summary["test"] == expected["test"] and summary["best_epoch"] == expected["best_epoch"]
+    best, expected_best = (torch.load(p / "best.pt", weights_only=False)["model"] for p in (run, reference))
+    assert best.keys() == expected_best.keys()
+    assert all(torch.equal(best[key], expected_best[key]) for key in best)
+    rows, expected_rows = (
+        [{k: v for k, v in row.items() if k not in VOLATILE} for row in csv.DictReader((p / "metrics.csv").open())]
+        for p in (run, reference)
+    )
+    assert rows == expected_rows and [row["epoch"] for row in rows] == ["1", "2", "3"]
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(data, uninterrupted, tmp_path) -> None:
+    run = tmp_path / "run"
+    process = start("train", *ARGS, f"data.root={data}", "--out", str(run))
+    wait_for_checkpoint(run, process)
+    time.sleep(random.uniform(0.0, 0.6))  # anywhere after the first checkpoint
+    process.kill()  # SIGKILL: no chance to clean up
+    process.communicate()
+    assert not (run / "summary.json").exists(), "the run finished before it was killed: make it longer"
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    resumed = dbps("train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming run folder" in resumed.stderr
+    assert_same_result(run, uninterrupted)
+    assert state["step"] >= 2
+    again = dbps("train", "--resume", str(run))
+    assert again.returncode == 2 and "finished run; nothing to resume" in again.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_writes_last_pt_and_says_how_to_resume(data, uninterrupted, tmp_path) -> None:
+    run = tmp_path / "run"
+    process = start("train", *ARGS, f"data.root={data}", "--out", str(run), "train.checkpoint_every=0")
+    while not (run / "config.yaml").exists():
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.02)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert f"dbps train --resume {run}" in err and "Traceback" not in err
+    assert torch.load(run / "last.pt", weights_only=False)["state"]["step"] >= 1
+    resumed = dbps("train", "--resume", str(run))
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_result(run, uninterrupted)
+
+
+def test_a_new_run_never_lands_on_an_interrupted_or_foreign_folder(data, tmp_path, capsys) -> None:
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / "config.yaml").write_text("selection: {method: ips}\n")
+    assert main(["train", *ARGS, f"data.root={data}", "--out", str(interrupted)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (interrupted / "config.yaml").read_text() == "selection: {method: ips}\n"
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"\xff\xd8")
+    assert main(["train", *ARGS, f"data.root={data}", "--out", str(foreign)]) == 2
+    assert "not empty" in capsys.readouterr().err and [p.name for p in foreign.iterdir()] == ["holiday.jpg"]
+
+
+def test_resume_refuses_changes_that_would_make_another_run(data, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("selection: {method: ips}\n")
+    (run / "last.pt").write_bytes(b"")
+    assert main(["train", "--resume", str(run), "M=7"]) == 2
+    assert "cannot change selection.num_salient when resuming" in capsys.readouterr().err
+
+
+def _poison_step(monkeypatch, bad_steps: set[int]) -> None:
+    """Make the gradient of the given optimiser steps (1-based) non-finite, as a NaN loss would."""
+    from dbps.engine import loop
+
+    original, calls = loop.Trainer._step, {"n": 0}
+
+    def step(self, batch, lr, explore):
+        calls["n"] += 1
+        if calls["n"] in bad_steps:
+            real_backward = loop.forward_backward
+
+            def poisoned(*args, **kwargs):
+                out = real_backward(*args, **kwargs)
+                next(self.run.model.parameters()).grad.fill_(float("nan"))
+                return out
+
+            monkeypatch.setattr(loop, "forward_backward", poisoned)
+            try:
+                return original(self, batch, lr, explore)
+            finally:
+                monkeypatch.setattr(loop, "forward_backward", real_backward)
+        return original(self, batch, lr, explore)
+
+    monkeypatch.setattr(loop.Trainer, "_step", step)
+
+
+def test_a_non_finite_step_is_skipped_and_counted(data, tmp_path, monkeypatch) -> None:
+    _poison_step(monkeypatch, {4})
+    run = tmp_path / "run"
+    assert main(["train", *ARGS, f"data.root={data}", "--out", str(run), "train.epochs=1"]) == 0
+    assert json.loads((run / "summary.json").read_text())["skipped_steps"] == 1
+    row = next(csv.DictReader((run / "metrics.csv").open()))
+    assert row["skipped_steps"] == "1" and float(row["train_loss"]) == float(row["train_loss"])  # not NaN
+    assert all(torch.isfinite(v).all() for v in torch.load(run / "best.pt", weights_only=False)["model"].values()
+               if v.is_floating_point())  # fmt: skip
+
+
+def test_too_many_non_finite_steps_in_a_row_stop_with_a_checkpoint(data, tmp_path, monkeypatch, caplog) -> None:
+    _poison_step(monkeypatch, {3, 4, 5})
+    run = tmp_path / "run"
+    assert main(["train", *ARGS, f"data.root={data}", "--out", str(run), "train.max_bad_steps=3"]) == 1
+    assert "3 steps in a row had a non-finite loss or gradient" in caplog.text and "--resume" in caplog.text
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert (state["step"], state["skipped_steps"], state["bad_streak"]) == (5, 3, 3)
+    assert not (run / "summary.json").exists()
