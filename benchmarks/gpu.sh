@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every GPU figure in one command: environment, GPU tests, `dbps bench` at 1500²–6000² for full / ips / dbps / dbps+,
+# Megapixel MNIST 1500² training of the three presets (12 epochs) and their evaluation; then the CSVs under
+# benchmarks/results/ and the generated tables of docs/benchmarks.md and docs/results.md. About 25 minutes at most
+# on one H100; each stage has its own time budget.
+#
+#   bash benchmarks/gpu.sh                # on a CUDA machine: writes into this checkout
+#   bash benchmarks/gpu.sh --dry-run      # the same stages on a CPU at a tiny size, into a temporary folder
+#   bash benchmarks/gpu.sh --help         # --out, --work, --only, --tag, --digits
+#
+# Python: $PYTHON if set, else python3 (or python). This checkout's dbps is used (PYTHONPATH), nothing is installed.
+# A copy of the checkout without git history can name its commit in $DBPS_COMMIT.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+  python="$(command -v python3 || command -v python || true)"
+fi
+if [[ -z "$python" ]]; then
+  echo "gpu.sh: no python3 on PATH; set PYTHON=/path/to/python" >&2
+  exit 2
+fi
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "gpu.sh: $python is Python $("$python" -c 'import platform; print(platform.python_version())'); dbps needs 3.11+" >&2
+  exit 2
+fi
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+cd "$root"
+exec "$python" "$here/gpu_suite.py" "$@"
