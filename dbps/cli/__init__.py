@@ -8,9 +8,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from dbps.cli import bench, evaluate, make_data, predict, train
+from dbps.cli import bench, evaluate, extract_features, make_data, predict, tile, train
 
-COMMANDS = {"make-data": make_data, "train": train, "eval": evaluate, "predict": predict, "bench": bench}
+COMMANDS = {
+    "make-data": make_data, "train": train, "eval": evaluate, "predict": predict, "bench": bench, "tile": tile,
+    "extract-features": extract_features,
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
