@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from dbps.engine.checkpoint import atomic_write
+from dbps.files import atomic_write
 from dbps.wsi.reader import SlideReader
 from dbps.wsi.tiling import level0_patch_size
 

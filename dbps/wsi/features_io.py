@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from dbps.engine.checkpoint import atomic_write
+from dbps.files import atomic_write
 from dbps.wsi.coords_io import slide_name
 
 H5_SUFFIXES = (".h5", ".hdf5")

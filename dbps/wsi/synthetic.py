@@ -17,7 +17,7 @@ import tifffile
 from scipy import ndimage
 from tqdm import tqdm
 
-from dbps.engine.checkpoint import atomic_write
+from dbps.files import atomic_write
 from dbps.wsi.reader import open_slide
 
 TILE = 256

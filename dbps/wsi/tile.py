@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dbps.engine.checkpoint import atomic_write
+from dbps.files import atomic_write
 from dbps.wsi.batch import BatchSummary, run_slides
 from dbps.wsi.coords_io import coords_attributes, read_attributes, write_coords
 from dbps.wsi.preview import draw_tiling
