@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dbps.models import ENCODERS, PatchEncoder, create_encoder
+from dbps.models.encoders import PretrainedWeightsUnavailable
 from dbps.wsi.batch import BatchSummary, run_slides
 from dbps.wsi.coords_io import count_coords, list_coord_files, read_attributes, read_coords
 from dbps.wsi.features_io import features_complete, write_features
@@ -46,11 +47,9 @@ def build_feature_encoder(
             raise ValueError(f"encoder {name!r} has no pretrained weights in timm: pass --weights PATH (a local file)")
     try:
         encoder = create_encoder(name, in_chans=3, dim=dim, stages=stages, weights=weights, pretrained=pretrained)
-    except OSError as exc:
-        if not pretrained:
-            raise
+    except PretrainedWeightsUnavailable:
         raise ValueError(
-            f"pretrained weights of {name!r} are not available offline ({type(exc).__name__}): pass --weights PATH "
+            f"pretrained weights of {name!r} are not available offline: pass --weights PATH "
             "to a local file, or download them once with network access (unset HF_HUB_OFFLINE) so they are cached"
         ) from None
     return encoder.eval()
