@@ -16,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dbps.data import instance_names
     from dbps.engine.build import Run
     from dbps.engine.evaluate import evaluate, write_reports
     from dbps.files import write_json
@@ -25,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluation.summary() | {"checkpoint": str(checkpoint_path.resolve()), "split": args.split}
     out = checkpoint_path.parent / f"eval-{args.split}.json"
     write_json(out, result)
-    reports = write_reports(evaluation, built.model.tasks, checkpoint_path.parent, args.split)
+    names = instance_names(getattr(built.data, args.split))
+    reports = write_reports(evaluation, built.model.tasks, checkpoint_path.parent, args.split, names)
     for task, values in result["tasks"].items():
         print(f"{task}: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in values.items()))
     print(f"loss {result['loss']:.4f} on {result['images']} {args.split} images; written to {out}"

@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dbps.engine.build import Run
     from dbps.engine.predictions import predict_rows
+    from dbps.files import atomic_write
 
     if args.count < 1:
         raise ValueError(f"--count must be ≥ 1, got {args.count}")
@@ -29,12 +30,16 @@ def run(args: argparse.Namespace) -> int:
     dataset = getattr(built.data, args.split)
     subset = Subset(dataset, range(min(args.count, len(dataset))))  # type: ignore[arg-type]
     out = args.out or checkpoint_path.parent / f"predictions-{args.split}"
-    rows = predict_rows(built, built.loader_for(subset), out, prefix=args.split)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "predictions.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = predict_rows(built, subset, out, prefix=args.split)
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(out / "predictions.csv", write)
     pictures = sum(1 for row in rows if row.get("heatmap"))
     print(f"wrote predictions.csv ({len(rows)} rows) and {pictures} heatmaps to {out}")
     return 0

@@ -1,7 +1,7 @@
-"""Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs), batches and how they become
-patch sources, augmentation, loaders."""
+"""Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs, slides, feature bags), batches
+and how they become patch sources, augmentation, loaders."""
 
-from dbps.data import kinds  # registers the dataset kinds
+from dbps.data import kinds, slides  # register the dataset kinds
 from dbps.data.augment import TrainAugment
 from dbps.data.batches import (
     Batch,
@@ -23,6 +23,7 @@ from dbps.data.datasets import (
     build_loader,
     carve_validation,
     dataset_kind,
+    instance_names,
     register_kind,
 )
 from dbps.data.folder import ImageFolderDataset, folder_splits
@@ -67,10 +68,12 @@ __all__ = [
     "dataset_kind",
     "ddr_splits",
     "folder_splits",
+    "instance_names",
     "kinds",
     "make_megapixel_mnist",
     "read_image",
     "register_kind",
+    "slides",
     "task_targets",
     "traffic_splits",
 ]

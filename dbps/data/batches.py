@@ -84,7 +84,8 @@ def _slice_targets(targets: Targets, part: slice) -> Targets:
     return {name: target[part] for name, target in targets.items()}
 
 
-def _move_targets(targets: Targets, device: torch.device, non_blocking: bool) -> Targets:
+def move_targets(targets: Targets, device: torch.device, non_blocking: bool = False) -> Targets:
+    """Every target tensor on `device`."""
     return {name: target.to(device, non_blocking=non_blocking) for name, target in targets.items()}
 
 
@@ -123,7 +124,7 @@ class ImageBatch:
     def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
         return dataclasses.replace(
             self, images=self.images.to(device, non_blocking=non_blocking),
-            targets=_move_targets(self.targets, device, non_blocking),
+            targets=move_targets(self.targets, device, non_blocking),
         )  # fmt: skip
 
     def pin_memory(self) -> ImageBatch:
@@ -167,7 +168,7 @@ class SparseImageBatch:
 
     def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
         images = self.sparse.to_dense(device, non_blocking)
-        return ImageBatch(images, _move_targets(self.targets, device, non_blocking), self.spec, self.transform,
+        return ImageBatch(images, move_targets(self.targets, device, non_blocking), self.spec, self.transform,
                           self.erasing)  # fmt: skip
 
     def pin_memory(self) -> SparseImageBatch:
@@ -209,7 +210,7 @@ class RaggedImageBatch:
 
     def to(self, device: torch.device, non_blocking: bool = False) -> RaggedImageBatch:
         images = [image.to(device, non_blocking=non_blocking) for image in self.images]
-        return dataclasses.replace(self, images=images, targets=_move_targets(self.targets, device, non_blocking))
+        return dataclasses.replace(self, images=images, targets=move_targets(self.targets, device, non_blocking))
 
     def pin_memory(self) -> RaggedImageBatch:
         return dataclasses.replace(self, images=[image.pin_memory() for image in self.images])
@@ -256,7 +257,7 @@ class FeatureBatch:
         bags = [
             FeatureBag(bag.features.to(device, non_blocking=non_blocking), bag.coords) for bag in self.bags
         ]  # coordinates are only read for pictures and tables: they stay on the host
-        return FeatureBatch(bags, _move_targets(self.targets, device, non_blocking))
+        return FeatureBatch(bags, move_targets(self.targets, device, non_blocking))
 
     def pin_memory(self) -> FeatureBatch:
         return FeatureBatch([FeatureBag(bag.features.pin_memory(), bag.coords) for bag in self.bags], self.targets)
@@ -311,5 +312,5 @@ class Collate:
                 return ImageBatch(stacked, targets, self.spec, self.transform, self.erasing)
             return RaggedImageBatch(instances, targets, self.spec, self.transform, self.erasing)  # type: ignore[arg-type]
         if hasattr(first, "collate"):  # kinds defined elsewhere (e.g. slides) collate themselves
-            return type(first).collate(instances, targets)  # type: ignore[attr-defined]
+            return type(first).collate(instances, targets, self.spec)  # type: ignore[attr-defined]
         raise TypeError(f"cannot batch dataset items of type {type(first).__name__}")

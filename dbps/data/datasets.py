@@ -105,6 +105,20 @@ def dataset_kind(name: str) -> DatasetKind:
     return DATASETS.get(name)  # type: ignore[return-value]
 
 
+def instance_names(dataset: Dataset) -> list[str]:
+    """Names of a dataset's instances (slide or file names when the dataset has them, else their positions)."""
+    if isinstance(dataset, Subset):
+        parent = instance_names(dataset.dataset)
+        return [parent[i] for i in dataset.indices]
+    names = getattr(dataset, "names", None)
+    if names is not None:
+        return list(names())
+    paths = getattr(dataset, "paths", None)
+    if paths is not None:
+        return [Path(p).name for p in paths]
+    return [str(i) for i in range(len(dataset))]  # type: ignore[arg-type]
+
+
 def carve_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
     """Split off a seeded random `fraction` of `dataset` as validation (at least one item when fraction > 0)."""
     n = len(dataset)  # type: ignore[arg-type]

@@ -15,7 +15,9 @@ from tqdm import tqdm
 
 from dbps.engine.build import Run
 from dbps.engine.step import predict
-from dbps.metrics import confusion, per_class_recall, task_metrics
+from dbps.files import atomic_write
+from dbps.metrics import confusion, per_class_recall, predicted_labels, probabilities, task_metrics
+from dbps.patches import opened
 from dbps.tasks import TaskSpec, multitask_loss
 
 
@@ -70,7 +72,8 @@ def evaluate(run: Run, loader: DataLoader, *, desc: str = "eval") -> Evaluation:
     targets: dict[str, list[torch.Tensor]] = {task.name: [] for task in tasks}
     for batch in tqdm(run.batches(loader), desc=desc, leave=False, disable=not run.config.log.progress):
         for group in batch.groups(run.micro_batch_size):
-            outputs, _ = predict(run.model, run.selector, group.source(run.patch_dtype), amp_dtype=run.amp_dtype)
+            with opened(group.source(run.patch_dtype)) as source:
+                outputs, _ = predict(run.model, run.selector, source, amp_dtype=run.amp_dtype)
             for name in logits:
                 logits[name].append(outputs[name].float().cpu())
                 targets[name].append(group.targets[name].cpu())
@@ -85,9 +88,39 @@ def evaluate(run: Run, loader: DataLoader, *, desc: str = "eval") -> Evaluation:
     return Evaluation(numpy_logits, numpy_targets, metrics, loss, score)
 
 
-def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, split: str) -> list[Path]:
-    """Confusion matrix (CSV + PNG) and per-class recall of each single-label task; returns the files written."""
+def write_predictions(evaluation: Evaluation, tasks: list[TaskSpec], names: list[str], path: Path) -> None:
+    """One row per instance (e.g. per slide): its name, and per task the target, the prediction and the
+    probability of each class (of the positive class for a single binary output)."""
+    columns: dict[str, list[object]] = {"name": list(names)}
+    for task in tasks:
+        logits, targets = evaluation.logits[task.name], evaluation.targets[task.name]
+        probs = probabilities(logits, task.activation)
+        columns[f"{task.name}_target"] = [t.tolist() for t in targets]
+        columns[f"{task.name}_predicted"] = [p.tolist() for p in predicted_labels(logits, task.activation)]
+        if probs.ndim == 1:
+            columns[f"{task.name}_probability"] = [f"{p:.6f}" for p in probs]
+        else:
+            labels = task.class_names if task.class_names and len(task.class_names) == probs.shape[1] else None
+            for c in range(probs.shape[1]):
+                columns[f"{task.name}_p_{labels[c] if labels else c}"] = [f"{p:.6f}" for p in probs[:, c]]
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            writer.writerows(zip(*columns.values(), strict=True))
+
+    atomic_write(path, write)
+
+
+def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, split: str,
+                  names: list[str] | None = None) -> list[Path]:  # fmt: skip
+    """Per-instance predictions CSV (with `names`), and a confusion matrix (CSV + PNG) with per-class recall for
+    each single-label task; returns the files written."""
     written = []
+    if names is not None:
+        write_predictions(evaluation, tasks, names, folder / f"predictions-{split}.csv")
+        written.append(folder / f"predictions-{split}.csv")
     for task in tasks:
         matrix = confusion(task, evaluation.logits[task.name], evaluation.targets[task.name])
         if matrix is None:

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dbps.config import save_config
-from dbps.data import Batch
+from dbps.data import Batch, instance_names
 from dbps.engine import distributed
 from dbps.engine.build import Run
 from dbps.engine.checkpoint import load_checkpoint, load_model_state, plain_state_dict, save_checkpoint
@@ -31,6 +31,7 @@ from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
 from dbps.files import write_json
+from dbps.patches import opened
 
 log = logging.getLogger(__name__)
 MB = 1024**2
@@ -145,9 +146,10 @@ class Trainer:
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             no_sync = getattr(self.model, "no_sync", None)
-            with nullcontext() if last or no_sync is None else no_sync():  # one all-reduce per step
+            sync = nullcontext() if last or no_sync is None else no_sync()  # one all-reduce per step
+            with sync, opened(part.source(run.patch_dtype)) as source:
                 out = forward_backward(
-                    self.model, run.selector, part.source(run.patch_dtype), part.targets,
+                    self.model, run.selector, source, part.targets,
                     loss_scale=len(part) / len(batch), generator=self.generator, amp_dtype=run.amp_dtype,
                     explore=explore,
                 )  # fmt: skip
@@ -220,7 +222,7 @@ class Trainer:
             "device": str(run.device), "processes": self.dist.world, "run_dir": str(self.run_dir.resolve()),
         }  # fmt: skip
         if self.dist.is_main:
-            write_reports(test, run.model.tasks, self.run_dir, "test")
+            write_reports(test, run.model.tasks, self.run_dir, "test", instance_names(run.data.test))
             write_json(self.run_dir / "summary.json", summary)
         return summary
 

@@ -1,58 +1,100 @@
-"""Predictions with their evidence: per-instance outputs and attention heatmaps (salient and context outlined)."""
+"""Predictions with their evidence: per-instance outputs and attention maps (salient and context outlined).
+
+Images get a two-panel PNG; slides get the scores over their thumbnail, a CSV of every patch's score at level-0
+coordinates and a GeoJSON of the salient patches for QuPath; feature bags with coordinates get the CSV and GeoJSON.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import Dataset
 
+from dbps.data import instance_names
 from dbps.engine.build import Run
 from dbps.engine.step import autocast, predict
-from dbps.selection import PatchSelector
+from dbps.patches import PatchSource, opened
+from dbps.selection import PatchSelector, Selection
 from dbps.tasks import Activation
 from dbps.viz import save_heatmap
+from dbps.wsi.heatmap import score_overlay, write_geojson, write_scores_csv
+
+THUMBNAIL_SIDE = 2048
 
 
 @torch.no_grad()
-def predict_rows(run: Run, loader: DataLoader, out: Path, *, prefix: str) -> list[dict[str, Any]]:
-    """Predict every instance of `loader`; image instances also get a heatmap PNG in `out`.
+def predict_rows(run: Run, dataset: Dataset, out: Path, *, prefix: str) -> list[dict[str, Any]]:
+    """Predict every instance of `dataset` and draw its attention into `out`; one row per instance.
 
-    The prediction uses the run's own selector. The heatmap shows one joint scoring of every patch (what
-    DBformer+ computes): the chunked selectors' scores are relative to each chunk's candidates.
+    The prediction uses the run's own selector. The maps show one joint scoring of every patch (what DBformer+
+    computes): the chunked selectors' scores are relative to each chunk's candidates.
     """
     joint = PatchSelector("dbps+", run.selector.eval_num_salient, run.selector.chunk_size)
+    names = instance_names(dataset)
     rows: list[dict[str, Any]] = []
-    for batch in run.batches(loader):
+    out.mkdir(parents=True, exist_ok=True)
+    for batch in run.batches(run.loader_for(dataset)):
         for group in batch.groups(run.micro_batch_size):
-            source = group.source(run.patch_dtype)
-            outputs, selection = predict(run.model, run.selector, source, amp_dtype=run.amp_dtype)
-            images = getattr(group, "images", None)
-            if images is not None:
+            with opened(group.source(run.patch_dtype)) as source:
+                outputs, selection = predict(run.model, run.selector, source, amp_dtype=run.amp_dtype)
                 run.model.eval()
                 with autocast(run.device, run.amp_dtype):
-                    scores = joint.select(run.model, source, training=False).scores
-                coords = source.coords().cpu().numpy()  # type: ignore[attr-defined]
-            for b in range(len(group)):
-                row: dict[str, Any] = {"index": len(rows)}
-                labels = []
-                for task in run.model.tasks:
-                    logits = outputs[task.name][b]
-                    sigmoid = task.activation is Activation.SIGMOID
-                    predicted = (logits > 0).int().tolist() if sigmoid else int(logits.argmax())
-                    target = group.targets[task.name][b].tolist()
-                    row |= {f"{task.name}_predicted": predicted, f"{task.name}_target": target}
-                    labels.append(f"{task.name}: {predicted} (true {target})")
-                if images is not None:
-                    picture = out / f"{prefix}-{len(rows):04d}.png"
-                    image = images[b].float().cpu().numpy()
-                    image = image / 255.0 if not images.is_floating_point() else image
-                    save_heatmap(
-                        image, scores[b].float().cpu().numpy(), coords, source.patch_size,  # type: ignore[attr-defined]
-                        selection.salient_idx[b].cpu().numpy(), selection.context_idx[b].cpu().numpy(),
-                        ", ".join(labels), picture,
-                    )  # fmt: skip
-                    row["heatmap"] = picture.name
-                rows.append(row)
+                    scores = joint.select(run.model, source, training=False).scores.float().cpu().numpy()
+                for b in range(len(group)):
+                    row = {"index": len(rows), "name": names[len(rows)]} | _outcome(run, outputs, group.targets, b)
+                    title = ", ".join(f"{t.name}: {row[f'{t.name}_predicted']} (true {row[f'{t.name}_target']})"
+                                      for t in run.model.tasks)  # fmt: skip
+                    row |= _draw(group, source, selection, scores, b, out, f"{prefix}-{len(rows):04d}", title,
+                                 str(row["name"]))  # fmt: skip
+                    rows.append(row)
     return rows
+
+
+def _outcome(run: Run, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], b: int) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for task in run.model.tasks:
+        logits = outputs[task.name][b]
+        sigmoid = task.activation is Activation.SIGMOID
+        row[f"{task.name}_predicted"] = (logits > 0).int().tolist() if sigmoid else int(logits.argmax())
+        row[f"{task.name}_target"] = targets[task.name][b].tolist()
+    return row
+
+
+def grid_step(coords_xy: np.ndarray, default: int = 256) -> int:
+    """The patch grid's step in level-0 pixels: the smallest gap between distinct x coordinates."""
+    gaps = np.diff(np.unique(coords_xy[:, 0]))
+    return int(gaps.min()) if len(gaps) else default
+
+
+def _draw(group: object, source: PatchSource, selection: Selection, scores: np.ndarray, b: int, out: Path, stem: str,
+          title: str, name: str) -> dict[str, Any]:  # fmt: skip
+    """Write the instance's attention map(s); returns the file columns of its row."""
+    salient, context = selection.salient_idx[b].cpu().numpy(), selection.context_idx[b].cpu().numpy()
+    images = getattr(group, "images", None)
+    if images is not None:
+        image = images[b].float().cpu().numpy()
+        image = image / 255.0 if not images.is_floating_point() else image
+        coords = source.coords().cpu().numpy()  # type: ignore[attr-defined]
+        save_heatmap(image, scores[b], coords, source.patch_size, salient, context, title,  # type: ignore[attr-defined]
+                     out / f"{stem}.png")  # fmt: skip
+        return {"heatmap": f"{stem}.png"}
+    reader = getattr(source, "reader", None)
+    bags = getattr(group, "bags", None)
+    coords_xy = source.coords().numpy() if reader is not None else (  # type: ignore[attr-defined]
+        bags[b].coords.numpy() if bags is not None and bags[b].coords is not None else None
+    )
+    if coords_xy is None:
+        return {}
+    size = getattr(source, "patch_size_level0", None) or grid_step(coords_xy)
+    write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context)
+    write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient")
+    files = {"scores": f"{name}-scores.csv", "geojson": f"{name}-salient.geojson"}
+    if reader is not None:
+        thumbnail = reader.thumbnail(THUMBNAIL_SIDE)
+        picture = score_overlay(thumbnail, reader.dimensions, coords_xy, size, scores[b], salient, context)
+        picture.save(out / f"{name}-heatmap.png")
+        files["heatmap"] = f"{name}-heatmap.png"
+    return files

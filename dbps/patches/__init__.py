@@ -2,7 +2,7 @@
 
 from dbps.patches.grid import extract_patches, grid_coords, grid_shape, to_pair
 from dbps.patches.order import ShuffleStyle, num_kept, patch_order
-from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, ScaledPatches, gather_tokens
+from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, ScaledPatches, gather_tokens, opened
 
 __all__ = [
     "FeaturePatches",
@@ -15,6 +15,7 @@ __all__ = [
     "grid_coords",
     "grid_shape",
     "num_kept",
+    "opened",
     "patch_order",
     "to_pair",
 ]

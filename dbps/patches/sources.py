@@ -7,7 +7,8 @@ all be fed to the same selection loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -15,6 +16,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dbps.patches.grid import grid_coords, grid_shape, to_pair
+
+
+@contextmanager
+def opened(source: PatchSource) -> Iterator[PatchSource]:
+    """Use a source, then release what it holds (reader threads, open slides) if it has a `close`."""
+    try:
+        yield source
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
 
 
 def gather_tokens(tokens: Tensor, idx: Tensor) -> Tensor:

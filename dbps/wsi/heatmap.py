@@ -1,0 +1,82 @@
+"""Slide heatmaps: per-patch scores over the thumbnail, a CSV of scores at level-0 coordinates, and a GeoJSON of the
+salient patches that QuPath opens (File → Import objects, or drag it onto the slide)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from dbps.files import atomic_write
+
+_SALIENT = (230, 20, 20, 255)
+_CONTEXT = (240, 200, 0, 255)
+
+
+def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np.ndarray, patch_size_level0: int,
+                  scores: np.ndarray, salient: np.ndarray, context: np.ndarray) -> Image.Image:  # fmt: skip
+    """The thumbnail with each scored patch tinted by its score (inferno) and salient / context patches outlined.
+
+    Args:
+        thumbnail: RGB uint8 (h, w, 3) of the whole slide.
+        dimensions: level-0 (width, height).
+        coords: (N, 2) level-0 top-left (x, y).
+        patch_size_level0: patch side in level-0 pixels.
+        scores: (N,) attention per patch, NaN where unscored.
+        salient: indices of the salient patches (outlined red).
+        context: indices of the context patches (outlined yellow).
+    """
+    from matplotlib import colormaps
+
+    height, width = thumbnail.shape[:2]
+    sx, sy = width / dimensions[0], height / dimensions[1]
+    valid = np.isfinite(scores)
+    top = float(np.nanmax(scores)) if valid.any() else 1.0
+    colours = (colormaps["inferno"](np.where(valid, scores / max(top, 1e-12), 0.0)) * 255).astype(np.uint8)
+    layer = Image.new("RGBA", (width, height))
+    draw = ImageDraw.Draw(layer)
+    boxes = [(x * sx, y * sy, (x + patch_size_level0) * sx - 1, (y + patch_size_level0) * sy - 1) for x, y in coords]
+    for box, colour, ok in zip(boxes, colours, valid, strict=True):
+        if ok:
+            draw.rectangle(box, fill=(*colour[:3].tolist(), 150))
+    for indices, colour in ((context, _CONTEXT), (salient, _SALIENT)):
+        for i in np.asarray(indices).tolist():
+            draw.rectangle(boxes[i], outline=colour, width=max(1, round(min(width, height) / 400)))
+    return Image.alpha_composite(Image.fromarray(thumbnail).convert("RGBA"), layer).convert("RGB")
+
+
+def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient: np.ndarray,
+                     context: np.ndarray) -> None:  # fmt: skip
+    """One row per patch: level-0 x, y, its score, and whether it was salient or context."""
+    role = np.full(len(coords), "", dtype=object)
+    role[np.asarray(context, dtype=np.int64)] = "context"
+    role[np.asarray(salient, dtype=np.int64)] = "salient"
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["x", "y", "score", "role"])
+            for (x, y), score, kind in zip(coords.tolist(), scores.tolist(), role, strict=True):
+                writer.writerow([x, y, "" if score != score else f"{score:.6g}", kind])
+
+    atomic_write(path, write)
+
+
+def write_geojson(path: Path, coords: np.ndarray, patch_size_level0: int, scores: np.ndarray, indices: np.ndarray,
+                  name: str) -> None:  # fmt: skip
+    """The patches `indices` as GeoJSON polygons in level-0 pixels (QuPath's convention), with their scores."""
+    features = []
+    for rank, i in enumerate(np.asarray(indices).tolist()):
+        x, y = (int(v) for v in coords[i])
+        ring = [[x, y], [x + patch_size_level0, y], [x + patch_size_level0, y + patch_size_level0],
+                [x, y + patch_size_level0], [x, y]]  # fmt: skip
+        score = float(scores[i]) if np.isfinite(scores[i]) else None
+        features.append({
+            "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"objectType": "annotation", "name": f"{name} #{rank + 1}", "score": score,
+                           "classification": {"name": name, "color": list(_SALIENT[:3])}},
+        })  # fmt: skip
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features})))
