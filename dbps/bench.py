@@ -22,7 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dbps.config import Config
-from dbps.data import ImageBatch, MegapixelMNIST
+from dbps.data import Batch, FeatureBag, FeatureBatch, ImageBatch, MegapixelMNIST
 from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, place_model, resolve_device
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
@@ -94,6 +94,11 @@ def bench_tasks(config: Config) -> list[TaskSpec]:
     return [TaskSpec("label", config.model.num_classes or 2)]
 
 
+def feature_width(config: Config) -> int | None:
+    """Width of the synthetic feature vectors for feature-bag configs (`model.in_chans`, e.g. n_chan_in: 1024)."""
+    return (config.model.in_chans or 1024) if config.model.encoder.lower() == "projector" else None
+
+
 def synthetic_images(batch: int, channels: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
     """uint8 images, black with ~1 % bright pixels in small blobs, made on the device."""
     gen = torch.Generator(device).manual_seed(seed)
@@ -136,11 +141,14 @@ def bench_one(
     config: Config, method: str, size: int, *, batch: int, steps: int, warmup: int, device: torch.device,
     peak_tflops: float | None,
 ) -> BenchResult:  # fmt: skip
-    """Measure one method at one image size."""
+    """Measure one method at one image size (for feature-bag configs, `size` is the bag length)."""
     tasks = bench_tasks(config)
     channels = data_request(config).channels or 3
-    rows, cols = grid_shape(size, size, config.patches.size, config.patches.stride)
-    num_patches = rows * cols
+    if feature_width(config) is not None:
+        num_patches = size
+    else:
+        rows, cols = grid_shape(size, size, config.patches.size, config.patches.stride)
+        num_patches = rows * cols
     selector = method_selector(method, config, num_patches)
     amp = amp_dtype(config, device)
     result = BenchResult(
@@ -166,10 +174,19 @@ def _measure(
     reset_peak_memory(device)
     baseline = current_memory_bytes(device)
     torch.manual_seed(config.train.seed)
-    model = place_model(build_model(config, tasks, channels), config, device)
+    width = feature_width(config)
+    model = place_model(build_model(config, tasks, channels, width), config, device)
     spec = patch_spec(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-    images = synthetic_images(result.batch, channels, result.size, device, config.train.seed)
+    if width is None:
+        images = synthetic_images(result.batch, channels, result.size, device, config.train.seed)
+        batch: Batch = ImageBatch(images, {}, spec)
+        patch_shape = (channels, *(int(side * selector.score_scale) for side in spec.size))  # lrs: smaller patches
+    else:
+        features = torch.randn(result.batch, result.size, width, generator=torch.Generator(device).manual_seed(0),
+                               device=device)  # fmt: skip
+        batch = FeatureBatch([FeatureBag(bag) for bag in features], {})
+        patch_shape = (width,)
     targets = {
         t.name: torch.zeros(result.batch, *((t.num_classes,) if t.activation == "sigmoid" else ()), dtype=torch.long,
                             device=device)
@@ -178,7 +195,7 @@ def _measure(
     generator = torch.Generator(device).manual_seed(config.train.seed)
 
     def source() -> PatchSource:
-        return ImageBatch(images, targets, spec).source(amp or torch.float32)
+        return batch.source(amp or torch.float32)
 
     for _ in range(warmup):
         train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
@@ -194,7 +211,6 @@ def _measure(
         for _ in range(steps):
             selector.select(model, source(), training=True, generator=generator)
     result.selection_ms = sel_timer.ms / steps
-    patch_shape = (channels, *(int(side * selector.score_scale) for side in spec.size))  # lrs: smaller patches
     embedded = num_kept(result.num_patches, selector.drop_ratio)
     flops = encoder_flops_per_patch(model, patch_shape, device) * result.batch * embedded
     result.selection_tflops = flops / (result.selection_ms * 1e-3) / 1e12

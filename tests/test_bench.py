@@ -72,3 +72,14 @@ def test_bench_runs_on_a_reference_photo_config_and_shows_what_lrs_saves(tmp_pat
         rows[lrs] = result
     flops = {lrs: r.selection_tflops * r.selection_ms for lrs, r in rows.items()}
     assert flops[True] < 0.5 * flops[False]  # the no-gradient pass embeds quarter-size patches
+
+
+def test_bench_runs_on_the_feature_bag_camelyon_config(tmp_path) -> None:
+    from tests import reference_configs as ref
+
+    config, _ = load_config(ref.write(tmp_path / "camelyon.yml", ref.camelyon_config()),
+                            ["D=16", "H=2", "D_k=8", "D_v=8", "D_inner=32", "train.device=cpu", "M=8", "I=32", "S=16"])
+    results = bench.run_benchmark(config, methods=["full", "dbps"], sizes=[64], batch=2, steps=1, warmup=1,
+                                  progress=False, isolate=False)  # fmt: skip
+    assert [(r.method, r.status, r.num_patches) for r in results] == [("full", "ok", 64), ("dbps", "ok", 64)]
+    assert results[1].num_salient == 8 and results[1].selection_tflops > 0
