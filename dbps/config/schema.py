@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dbps.models import BatchNormMode
 from dbps.patches import ShuffleStyle
 from dbps.selection import Method, PatchSelector, Sampling
 from dbps.tasks import Activation
@@ -97,6 +98,9 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     pos_enc: bool = False
+    # BatchNorm of the salient patches in the gradient pass: batch statistics (the reference), running statistics
+    # (normalised as the context, still updated), or frozen (never updated, for pretrained encoders)
+    bn_mode: BatchNormMode = BatchNormMode.BATCH
     num_classes: int | None = None  # default width of task heads that do not give one
 
 
