@@ -9,7 +9,7 @@ from typing import Any
 
 from dbps.models import BatchNormMode
 from dbps.patches import ShuffleStyle
-from dbps.selection import Method, PatchSelector, Sampling
+from dbps.selection import BufferUpdate, Method, PatchSelector, Sampling
 from dbps.tasks import Activation
 
 
@@ -78,6 +78,8 @@ class SelectionConfig:
     reference_sampling: bool = False
     score_scale: float = 1.0  # < 1: the no-gradient pass embeds patches downsampled by this factor (`lrs`: 0.5)
     explore_epochs: int = 0  # first epochs select uniformly at random (guards against attention collapse)
+    # dbps: rank static ∪ dynamic ∪ chunk at once (joint), or the reference's static-then-dynamic update (two_stage)
+    buffer_update: BufferUpdate = BufferUpdate.JOINT
 
 
 @dataclass
@@ -175,6 +177,7 @@ class Config:
             reference_sampling=s.reference_sampling,
             eval_num_salient=s.eval_num_salient,
             score_scale=s.score_scale,
+            buffer_update=s.buffer_update,
         )
 
 
