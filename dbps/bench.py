@@ -72,7 +72,7 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
         return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, score_scale=s.score_scale)
     if method == "dbps":
         return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient,
-                             score_scale=s.score_scale)  # fmt: skip
+                             score_scale=s.score_scale, buffer_update=s.buffer_update)  # fmt: skip
     if method == "dbps+":
         return PatchSelector(
             Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF,

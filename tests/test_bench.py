@@ -53,6 +53,8 @@ def test_method_selectors_share_m_and_i() -> None:
     assert selectors["full"].num_salient == 900
     assert {selectors[m].num_salient for m in ("ips", "dbps", "dbps+")} == {3}
     assert selectors["dbps"].num_context == 4 and selectors["dbps+"].drop_ratio == 0.3
+    two_stage, _ = load_config("quickstart", [*SMALL, "selection.buffer_update=two_stage"])
+    assert bench.method_selector("dbps", two_stage, 900).buffer_update == "two_stage"
     with pytest.raises(ValueError, match="unknown benchmark method"):
         bench.method_selector("fast", config, 900)
 

@@ -183,6 +183,10 @@ def test_method_specific_checks() -> None:
         config_from_dict({"selection": {"method": "dbps"}})
     with pytest.raises(ConfigError, match="sampling"):
         config_from_dict({"selection": {"method": "ips", "sampling": "half"}})
+    with pytest.raises(ConfigError, match="buffer_update"):
+        config_from_dict({"selection": {"method": "ips", "buffer_update": "two_stage"}})
+    config, _ = load_config("quickstart", ["selection.buffer_update=Two_Stage"])
+    assert config.selector().buffer_update == "two_stage"
 
 
 def test_missing_config_and_bad_yaml_are_named(tmp_path) -> None:

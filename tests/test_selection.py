@@ -89,6 +89,66 @@ def test_multi_head_chunked_selection_is_the_iterative_procedure_not_the_global_
     assert as_sets(chunked.salient_idx) != as_sets(ranking[:, :6])
 
 
+def naive_two_stage_selection(
+    model: PatchClassifier, features: torch.Tensor, num_salient: int, num_context: int, chunk: int
+) -> list[tuple[list[int], list[int]]]:
+    """The reference's two-stage update per instance with Python lists: (static, dynamic) patch indices."""
+
+    def ranked(inst: torch.Tensor, cand: list[int]) -> list[int]:
+        with torch.no_grad():
+            scores = model.score(model.embed(inst[cand])[None], torch.tensor(cand)[None])[0]
+        return [cand[i] for i in scores.argsort(descending=True).tolist()]
+
+    result = []
+    for inst in features:
+        static: list[int] = []
+        dynamic: list[int] = []
+        for start in range(0, inst.shape[0], chunk):
+            order = ranked(inst, static + list(range(start, min(start + chunk, inst.shape[0]))))
+            static, dropped = order[:num_salient], order[num_salient:]
+            dynamic = ranked(inst, dynamic + dropped)[:num_context] if dynamic + dropped else []
+        result.append((static, dynamic))
+    return result
+
+
+@pytest.mark.parametrize(("heads", "tasks", "chunk"), [(4, 2, 5), (2, 1, 9), (1, 3, 4), (3, 2, 60)])
+def test_two_stage_update_is_the_reference_procedure(heads: int, tasks: int, chunk: int) -> None:
+    torch.manual_seed(3)
+    model, features = feature_model(heads=heads, tasks=tasks), torch.randn(4, 60, 6) * 3
+    selection = PatchSelector("dbps", 6, chunk, 4, buffer_update="two_stage").select(
+        model, FeaturePatches(features), training=False
+    )
+    naive = naive_two_stage_selection(model, features, num_salient=6, num_context=4, chunk=chunk)
+    assert as_sets(selection.salient_idx) == [set(static) for static, _ in naive]
+    assert as_sets(selection.context_idx) == [set(dynamic) for _, dynamic in naive]
+    with torch.no_grad():
+        expected = model.embed(FeaturePatches(features).fetch(selection.context_idx).flatten(0, 1))
+    torch.testing.assert_close(selection.context_emb.flatten(0, 1), expected)
+
+
+def test_with_several_heads_and_tokens_two_stage_and_joint_keep_different_patches() -> None:
+    torch.manual_seed(3)
+    model, source = feature_model(heads=4, tasks=2), FeaturePatches(torch.randn(8, 60, 6) * 3)
+    joint, two_stage = (
+        PatchSelector("dbps", 6, 5, 4, buffer_update=update).select(model, source, training=False)
+        for update in ("joint", "two_stage")
+    )
+    kept = [torch.cat([s.salient_idx, s.context_idx], 1) for s in (joint, two_stage)]
+    assert as_sets(kept[0]) != as_sets(kept[1])
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 9, 40])
+def test_with_one_head_and_one_token_both_updates_keep_the_global_ranks(chunk: int) -> None:
+    model, features = feature_model(), torch.randn(3, 40, 6)
+    ranking = global_ranking(model, features)
+    for update in ("joint", "two_stage"):
+        selection = PatchSelector("dbps", 4, chunk, 7, buffer_update=update).select(
+            model, FeaturePatches(features), training=False
+        )
+        assert as_sets(selection.salient_idx) == as_sets(ranking[:, :4])
+        assert as_sets(selection.context_idx) == as_sets(ranking[:, 4:11])
+
+
 class CountingEncoder(nn.Module):
     """Records how many patches each call sees, with and without gradients, and the mode it runs in."""
 
@@ -195,6 +255,8 @@ def test_selection_does_not_update_batchnorm_statistics() -> None:
         ({"method": "dbps", "sampling": "half"}, "sampling"),
         ({"drop_ratio": 1.5}, "drop_ratio"),
         ({"temperature": 0.0}, "temperature"),
+        ({"buffer_update": "staged"}, "buffer_update"),
+        ({"method": "ips", "buffer_update": "two_stage"}, "buffer_update"),
     ],
 )
 def test_bad_selector_arguments_name_the_argument(kwargs: dict, name: str) -> None:

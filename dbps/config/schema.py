@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dbps.models import BatchNormMode
 from dbps.patches import ShuffleStyle
-from dbps.selection import Method, PatchSelector, Sampling
+from dbps.selection import BufferUpdate, Method, PatchSelector, Sampling
 from dbps.tasks import Activation
 
 
@@ -88,6 +89,8 @@ class SelectionConfig:
     reference_sampling: bool = False
     score_scale: float = 1.0  # < 1: the no-gradient pass embeds patches downsampled by this factor (`lrs`: 0.5)
     explore_epochs: int = 0  # first epochs select uniformly at random (guards against attention collapse)
+    # dbps: rank static ∪ dynamic ∪ chunk at once (joint), or the reference's static-then-dynamic update (two_stage)
+    buffer_update: BufferUpdate = BufferUpdate.JOINT
 
 
 @dataclass
@@ -108,6 +111,9 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     pos_enc: bool = False
+    # BatchNorm of the salient patches in the gradient pass: batch statistics (the reference), running statistics
+    # (normalised as the context, still updated), or frozen (never updated, for pretrained encoders)
+    bn_mode: BatchNormMode = BatchNormMode.BATCH
     num_classes: int | None = None  # default width of task heads that do not give one
 
 
@@ -186,6 +192,7 @@ class Config:
             reference_sampling=s.reference_sampling,
             eval_num_salient=s.eval_num_salient,
             score_scale=s.score_scale,
+            buffer_update=s.buffer_update,
         )
 
 

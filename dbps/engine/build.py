@@ -207,7 +207,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
         dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,
     )  # fmt: skip
-    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc)
+    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, bn_mode=m.bn_mode)
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:

@@ -1,6 +1,7 @@
 """Learnable parts: patch encoders, aggregators, task heads and the patch classifier that joins them."""
 
 from dbps.models.aggregators import AGGREGATORS, Aggregator, create_aggregator
+from dbps.models.batchnorm import BatchNormMode, batchnorm_mode
 from dbps.models.classifier import PatchClassifier
 from dbps.models.encoders import ENCODERS, PatchEncoder, create_encoder
 from dbps.models.heads import TaskHeads
@@ -10,9 +11,11 @@ __all__ = [
     "AGGREGATORS",
     "ENCODERS",
     "Aggregator",
+    "BatchNormMode",
     "PatchClassifier",
     "PatchEncoder",
     "TaskHeads",
+    "batchnorm_mode",
     "create_aggregator",
     "create_encoder",
     "sinusoidal_encoding",

@@ -5,9 +5,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from dbps.models.aggregators import Aggregator
+from dbps.models.batchnorm import BatchNormMode, batchnorm_mode
 from dbps.models.encoders import PatchEncoder
 from dbps.models.heads import TaskHeads
 from dbps.models.pos_enc import sinusoidal_encoding
+from dbps.registry import parse_enum
 from dbps.tasks import TaskSpec
 
 
@@ -24,9 +26,18 @@ class PatchClassifier(nn.Module):
         aggregator: a registered aggregator of width D.
         tasks: the prediction targets, one head each.
         pos_enc: add a fixed sinusoidal encoding of each patch's grid index before scoring/aggregating.
+        bn_mode: how the encoder's BatchNorm layers treat the salient patches in the gradient pass (train mode):
+            `batch`, `running` or `frozen` (see `BatchNormMode`). In eval mode every layer uses running statistics.
     """
 
-    def __init__(self, encoder: PatchEncoder, aggregator: Aggregator, tasks: list[TaskSpec], pos_enc: bool = False):
+    def __init__(
+        self,
+        encoder: PatchEncoder,
+        aggregator: Aggregator,
+        tasks: list[TaskSpec],
+        pos_enc: bool = False,
+        bn_mode: BatchNormMode | str = BatchNormMode.BATCH,
+    ):
         super().__init__()
         if not tasks:
             raise ValueError("tasks must name at least one task")
@@ -37,6 +48,7 @@ class PatchClassifier(nn.Module):
         self.heads = TaskHeads(encoder.embed_dim, tasks)
         self.tasks = list(tasks)
         self.pos_enc = pos_enc
+        self.bn_mode = parse_enum(BatchNormMode, bn_mode, "bn_mode")
 
     @property
     def embed_dim(self) -> int:
@@ -70,7 +82,8 @@ class PatchClassifier(nn.Module):
             Logits per task name, float32, (B, classes).
         """
         batch, num_salient = salient_idx.shape
-        salient = self.embed(salient_patches.flatten(0, 1)).unflatten(0, (batch, num_salient))
+        with batchnorm_mode(self.encoder, self.bn_mode):
+            salient = self.embed(salient_patches.flatten(0, 1)).unflatten(0, (batch, num_salient))
         context = context_emb.detach()
         tokens = self.aggregator(self._positioned(salient, salient_idx), self._positioned(context, context_idx))
         return self.heads(tokens)

@@ -29,6 +29,19 @@ class Method(StrEnum):
     DBPS_PLUS = "dbps+"
 
 
+class BufferUpdate(StrEnum):
+    """How `dbps` updates its two buffers with each chunk.
+
+    - `joint`: one attention over static ∪ dynamic ∪ chunk (M+S+I candidates); the top M stay static, the next S
+      dynamic.
+    - `two_stage` (the reference code's): one attention over static ∪ chunk (M+I candidates) keeps the top M
+      static; a second over the candidates that dropped out of the top M and the dynamic buffer keeps the top S.
+    """
+
+    JOINT = "joint"
+    TWO_STAGE = "two_stage"
+
+
 class SelectionModel(Protocol):
     """What selection needs from a model: an embedding, a scorer and `nn.Module` train/eval state."""
 
@@ -87,6 +100,16 @@ class PatchSelector:
     Patches are embedded in chunks of `chunk_size` (I), so the encoder never holds more than B·I patches
     in the no-gradient pass, whatever N is. The model is switched to eval mode for the pass.
 
+    `ips` and `dbps` keep buffers that each chunk updates (both start empty). A candidate's score is its attention
+    weight among the candidates scored with it; for the query aggregators it is a softmax over the candidates of
+    q·k/√D_k, averaged over heads and query tokens (one per task). When the score ranks candidates by a logit of
+    their own (one head and one token, or 'AB'), the ranking does not depend on who else is a candidate, and both
+    `buffer_update`s keep the global ranks 1..M static and M+1..M+S dynamic. Otherwise (several heads or tokens:
+    each softmax normalises over a different set, and a mean of softmaxes is not monotone in any one logit; 'ABX',
+    whose instances interact) a score depends on the candidate set, and `joint` (one ranking of static ∪ dynamic ∪
+    chunk) and `two_stage` (the reference code: static ∪ chunk for the top M, then the dropped candidates with
+    the dynamic buffer for the next S) can keep different patches; neither is then the global ranking of all N.
+
     Args:
         method: `ips`, `dbps` or `dbps+` (case-insensitive).
         num_salient: M, patches re-embedded with gradients per image.
@@ -102,6 +125,8 @@ class PatchSelector:
         score_scale: below 1, the no-gradient pass embeds image patches downsampled by this factor
             (low-resolution scoring, the reference's `lrs` with 0.5); the gradient pass always re-embeds the
             salient patches at full resolution, and the context embeddings come from the small copies.
+        buffer_update: `joint` or `two_stage` (`dbps` only, see above and `BufferUpdate`). `two_stage` costs a
+            second scoring call per chunk, over the S + I candidates for the dynamic buffer.
     """
 
     def __init__(
@@ -118,10 +143,12 @@ class PatchSelector:
         reference_sampling: bool = False,
         eval_num_salient: int | None = None,
         score_scale: float = 1.0,
+        buffer_update: BufferUpdate | str = BufferUpdate.JOINT,
     ) -> None:
         self.method = parse_enum(Method, method, "method")
         self.sampling = parse_enum(Sampling, sampling, "sampling")
         self.shuffle = parse_enum(ShuffleStyle, shuffle, "shuffle") if shuffle is not None else None
+        self.buffer_update = parse_enum(BufferUpdate, buffer_update, "buffer_update")
         for name, value in (("num_salient", num_salient), ("chunk_size", chunk_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
@@ -133,6 +160,8 @@ class PatchSelector:
             raise ValueError(f"num_context must be 0 for method 'ips' (a single buffer), got {num_context}")
         if self.method is not Method.DBPS_PLUS and self.sampling is not Sampling.HARD:
             raise ValueError(f"sampling {self.sampling.value!r} needs method 'dbps+'; '{self.method}' ranks chunks")
+        if self.method is not Method.DBPS and self.buffer_update is not BufferUpdate.JOINT:
+            raise ValueError(f"buffer_update {self.buffer_update.value!r} needs method 'dbps' (two buffers)")
         if not 0 < score_scale <= 1:
             raise ValueError(f"score_scale must be in (0, 1], got {score_scale}")
         if temperature <= 0:
@@ -151,7 +180,7 @@ class PatchSelector:
         return (
             f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
             f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r}, "
-            f"score_scale={self.score_scale})"
+            f"score_scale={self.score_scale}, buffer_update={self.buffer_update.value!r})"
         )
 
     @torch.no_grad()
@@ -229,20 +258,14 @@ class PatchSelector:
         num_salient: int,
         num_context: int,
     ) -> Selection:
-        """IPS / DBPS: rank buffers ∪ chunk jointly; the top M stay static, the next S stay dynamic."""
+        """IPS / DBPS: each chunk updates the static buffer (top M) and the dynamic one (next S), kept as one."""
         scores = _unscored(order, source)
-        kept_emb: Tensor | None = None
-        kept_idx = order[:, :0]
+        update = _two_stage_update if self.buffer_update is BufferUpdate.TWO_STAGE else _joint_update
+        kept = _Tokens(torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device), order[:, :0])
         for idx, emb in self._chunks(model, source, order):
-            cand_emb = emb if kept_emb is None else torch.cat([kept_emb, emb], dim=1)
-            cand_idx = torch.cat([kept_idx, idx], dim=1)
-            cand_scores = score(cand_emb, cand_idx)
-            scores.scatter_(1, idx, cand_scores[:, -idx.shape[1] :].float())
-            top = cand_scores.topk(min(num_salient + num_context, cand_idx.shape[1]), dim=1).indices
-            kept_emb = gather_tokens(cand_emb, top)
-            kept_idx = cand_idx.gather(1, top)
-        assert kept_emb is not None
-        return Selection(kept_idx[:, :num_salient], kept_emb[:, num_salient:], kept_idx[:, num_salient:], scores)
+            kept, chunk_scores = update(score, kept, _Tokens(emb, idx), num_salient, num_context)
+            scores.scatter_(1, idx, chunk_scores.float())
+        return Selection(kept.idx[:, :num_salient], kept.emb[:, num_salient:], kept.idx[:, num_salient:], scores)
 
     def _embed_all_then_sample(
         self,
@@ -272,6 +295,57 @@ class PatchSelector:
             rest = rest.gather(1, best)
         context_emb = gather_tokens(emb, rest)
         return Selection(order.gather(1, picked), context_emb, order.gather(1, rest), scores)
+
+
+@dataclass(frozen=True)
+class _Tokens:
+    """Embeddings (B, n, D) and their patch indices (B, n): a buffer, a chunk or a set of candidates."""
+
+    emb: Tensor
+    idx: Tensor
+
+    @property
+    def size(self) -> int:
+        return self.idx.shape[1]
+
+    def join(self, other: _Tokens) -> _Tokens:
+        """These tokens followed by `other`'s."""
+        if self.size == 0:
+            return other
+        return _Tokens(torch.cat([self.emb, other.emb], dim=1), torch.cat([self.idx, other.idx], dim=1))
+
+    def part(self, start: int, stop: int | None = None) -> _Tokens:
+        """Positions start..stop−1 of every row."""
+        return _Tokens(self.emb[:, start:stop], self.idx[:, start:stop])
+
+    def take(self, positions: Tensor) -> _Tokens:
+        """The tokens at `positions` (B, k) of each row."""
+        return _Tokens(gather_tokens(self.emb, positions), self.idx.gather(1, positions))
+
+
+def _joint_update(
+    score: Scorer, kept: _Tokens, chunk: _Tokens, num_salient: int, num_context: int
+) -> tuple[_Tokens, Tensor]:
+    """Rank static ∪ dynamic ∪ chunk at once and keep the top M + S in rank order; also the chunk's scores."""
+    cand = kept.join(chunk)
+    cand_scores = score(cand.emb, cand.idx)
+    top = cand_scores.topk(min(num_salient + num_context, cand.size), dim=1).indices
+    return cand.take(top), cand_scores[:, kept.size :]
+
+
+def _two_stage_update(
+    score: Scorer, kept: _Tokens, chunk: _Tokens, num_salient: int, num_context: int
+) -> tuple[_Tokens, Tensor]:
+    """The reference's update: the top M of static ∪ chunk stay static; what dropped out of them joins the dynamic
+    buffer, ranked among themselves, and the top S stay. Returns static then dynamic, and the chunk's scores."""
+    held = min(num_salient, kept.size)  # the static buffer is full before anything becomes dynamic
+    cand = kept.part(0, held).join(chunk)
+    cand_scores = score(cand.emb, cand.idx)
+    ranked = cand_scores.argsort(dim=1, descending=True)
+    dynamic = kept.part(held).join(cand.take(ranked[:, num_salient:]))
+    if dynamic.size > num_context:
+        dynamic = dynamic.take(score(dynamic.emb, dynamic.idx).topk(num_context, dim=1).indices)
+    return cand.take(ranked[:, :num_salient]).join(dynamic), cand_scores[:, held:]
 
 
 def _unscored(order: Tensor, source: PatchSource) -> Tensor:

@@ -17,15 +17,17 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("method", ["ips", "dbps", "dbps+"])
-def test_selection_never_synchronises_with_the_host(method: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "update"), [("ips", "joint"), ("dbps", "joint"), ("dbps", "two_stage"), ("dbps+", "joint")]
+)
+def test_selection_never_synchronises_with_the_host(method: str, update: str) -> None:
     model = tiny_model("DA", heads=2).cuda()
     model.encoder.to_channels_last()
     images = (torch.rand(4, 1, 160, 160, device="cuda") > 0.99).to(torch.uint8) * 255
     plus = method == "dbps+"
     selector = PatchSelector(
         method, num_salient=4, chunk_size=16, num_context=8 if method == "dbps" else None,
-        drop_ratio=0.3 if plus else 0.0, sampling="half" if plus else "hard",
+        drop_ratio=0.3 if plus else 0.0, sampling="half" if plus else "hard", buffer_update=update,
     )  # fmt: skip
     generator = torch.Generator("cuda").manual_seed(0)
     source = ImagePatches(images, 16, dtype=torch.bfloat16)
