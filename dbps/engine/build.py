@@ -142,15 +142,16 @@ def training_transforms(config: Config) -> Collate:
 def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:
     """The dataset's splits and notes about them; Megapixel MNIST is generated first when asked and missing."""
     data = config.data
-    if data.generate is not None and not (Path(data.root) / "meta.json").is_file():
-        if data.name not in ("megapixel_mnist", "mnist"):
-            raise ConfigError(f"data.generate: only megapixel_mnist can be generated, not {data.name!r}")
+    notes = []
+    if data.generate is not None and data.name not in ("megapixel_mnist", "mnist"):
+        notes.append(f"data.generate: ignored, only Megapixel MNIST is generated (the data is {data.name!r})")
+    elif data.generate is not None and not (Path(data.root) / "meta.json").is_file():
         if not generate:
             raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
         log.info("generating Megapixel MNIST into %s", data.root)
         make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
     splits = dataset_kind(data.name)(data_request(config))
-    notes = list(splits.notes)
+    notes += splits.notes
     if splits.image_size is not None:
         height, width = splits.image_size
         try:
