@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
-from sklearn import metrics as skm
 
 from dbps.registry import Registry
 from dbps.tasks import Activation, TaskSpec
@@ -32,6 +32,13 @@ def probabilities(logits: np.ndarray, activation: Activation) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+def _skm() -> ModuleType:
+    """scikit-learn's metrics, imported on first use (it costs seconds at start-up)."""
+    from sklearn import metrics
+
+    return metrics
+
+
 def _single_label(targets: np.ndarray) -> np.ndarray:
     return targets.reshape(len(targets), -1)[:, 0] if targets.ndim > 1 else targets
 
@@ -53,20 +60,20 @@ def multilabel_accuracy(logits: np.ndarray, targets: np.ndarray, activation: Act
 @METRICS.register("balanced_accuracy")
 def balanced_accuracy(logits: np.ndarray, targets: np.ndarray, activation: Activation) -> float:
     """Mean recall over the classes present in the targets."""
-    return float(skm.balanced_accuracy_score(_single_label(targets), predicted_labels(logits, activation)))
+    return float(_skm().balanced_accuracy_score(_single_label(targets), predicted_labels(logits, activation)))
 
 
 @METRICS.register("macro_f1")
 def macro_f1(logits: np.ndarray, targets: np.ndarray, activation: Activation) -> float:
     """Unweighted mean of the per-class F1 scores (classes present in targets or predictions)."""
-    return float(skm.f1_score(_single_label(targets), predicted_labels(logits, activation), average="macro"))
+    return float(_skm().f1_score(_single_label(targets), predicted_labels(logits, activation), average="macro"))
 
 
 @METRICS.register("kappa")
 def quadratic_kappa(logits: np.ndarray, targets: np.ndarray, activation: Activation) -> float:
     """Cohen's kappa with quadratic weights, for graded labels (e.g. retinopathy grades)."""
     predicted = predicted_labels(logits, activation)
-    return float(skm.cohen_kappa_score(_single_label(targets), predicted, weights="quadratic"))
+    return float(_skm().cohen_kappa_score(_single_label(targets), predicted, weights="quadratic"))
 
 
 @METRICS.register("auc")
@@ -77,18 +84,18 @@ def auc(logits: np.ndarray, targets: np.ndarray, activation: Activation) -> floa
     if activation is Activation.SIGMOID:
         labels = targets.reshape(probs.shape)
         if probs.ndim == 1:
-            return float(skm.roc_auc_score(labels, probs)) if len(np.unique(labels)) > 1 else float("nan")
+            return float(_skm().roc_auc_score(labels, probs)) if len(np.unique(labels)) > 1 else float("nan")
         usable = [j for j in range(probs.shape[1]) if len(np.unique(labels[:, j])) > 1]
         if not usable:
             return float("nan")
-        return float(skm.roc_auc_score(labels[:, usable], probs[:, usable], average="macro"))
+        return float(_skm().roc_auc_score(labels[:, usable], probs[:, usable], average="macro"))
     labels = _single_label(targets)
     present = np.unique(labels)
     if len(present) < 2:
         return float("nan")
     if probs.shape[1] == 2:
-        return float(skm.roc_auc_score(labels, probs[:, 1]))
-    per_class = [skm.roc_auc_score(labels == c, probs[:, c]) for c in present]
+        return float(_skm().roc_auc_score(labels, probs[:, 1]))
+    per_class = [_skm().roc_auc_score(labels == c, probs[:, c]) for c in present]
     return float(np.mean(per_class))
 
 
@@ -115,7 +122,7 @@ def confusion(task: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> np.nda
         return None
     classes = 2 if task.num_classes == 1 else task.num_classes
     predicted = predicted_labels(logits, task.activation)
-    return skm.confusion_matrix(_single_label(targets), predicted, labels=list(range(classes)))
+    return _skm().confusion_matrix(_single_label(targets), predicted, labels=list(range(classes)))
 
 
 def per_class_recall(matrix: np.ndarray) -> np.ndarray:

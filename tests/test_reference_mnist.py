@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dbps.data import MegapixelMNIST, SparseBatch, collate
+from dbps.data import Collate, MegapixelMNIST, PatchSpec, SparseBatch, SparseImageBatch
 from dbps.data.reference_mnist import ReferenceMegapixelMNIST
 
 pytest.importorskip("skimage")
@@ -38,9 +38,10 @@ def test_items_equal_the_generated_dataset(reference_root, split) -> None:
 def test_both_sources_collate_into_one_batch(reference_root) -> None:
     reference = ReferenceMegapixelMNIST(reference_root, "test", ["majority"])
     items = [reference[0], MegapixelMNIST(reference_root / "generated", "test", ["majority"])[0]]
-    batch, targets = collate(items)
-    assert isinstance(batch, SparseBatch) and batch.shape == (2, 1, 120, 120) and targets["majority"].shape == (2,)
-    dense = batch.to_dense("cpu")
+    batch = Collate(PatchSpec((40, 40)))(items)
+    assert isinstance(batch, SparseImageBatch) and batch.sparse.shape == (2, 1, 120, 120)
+    assert batch.targets["majority"].shape == (2,)
+    dense = batch.sparse.to_dense("cpu")
     assert torch.equal(dense[0], dense[1])
 
 

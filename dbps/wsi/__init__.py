@@ -3,61 +3,58 @@
 Feature extraction (which needs the encoders) lives in `dbps.wsi.extract`.
 """
 
-from dbps.wsi.batch import SLIDE_SUFFIXES, BatchSummary, list_slides, run_slides
-from dbps.wsi.coords_io import (
-    PatchCoords,
-    coords_attributes,
-    count_coords,
-    list_coord_files,
-    read_coords,
-    slide_name,
-    write_coords,
-)
-from dbps.wsi.features_io import FeatureBag, features_complete, list_feature_bags, write_features
-from dbps.wsi.reader import OpenSlideReader, SlideReader, best_level, magnification_from_mpp, open_slide, read_patch
-from dbps.wsi.source import SlidePatches
-from dbps.wsi.synthetic import write_pyramid_from_slide, write_synthetic_slide
-from dbps.wsi.tables import check_splits, read_labels, read_splits
-from dbps.wsi.tile import TileSettings, Tiling, tile_slide, tile_slides
-from dbps.wsi.tiling import grid_coords, level0_patch_size, tissue_coords, tissue_fractions
-from dbps.wsi.tissue import otsu_threshold, tissue_mask
+from __future__ import annotations
 
-__all__ = [
-    "SLIDE_SUFFIXES",
-    "BatchSummary",
-    "FeatureBag",
-    "OpenSlideReader",
-    "PatchCoords",
-    "SlidePatches",
-    "SlideReader",
-    "TileSettings",
-    "Tiling",
-    "best_level",
-    "check_splits",
-    "coords_attributes",
-    "count_coords",
-    "features_complete",
-    "grid_coords",
-    "level0_patch_size",
-    "list_coord_files",
-    "list_feature_bags",
-    "list_slides",
-    "magnification_from_mpp",
-    "open_slide",
-    "otsu_threshold",
-    "read_coords",
-    "read_labels",
-    "read_patch",
-    "read_splits",
-    "run_slides",
-    "slide_name",
-    "tile_slide",
-    "tile_slides",
-    "tissue_coords",
-    "tissue_fractions",
-    "tissue_mask",
-    "write_coords",
-    "write_features",
-    "write_pyramid_from_slide",
-    "write_synthetic_slide",
-]
+import importlib
+from typing import Any
+
+# name → module: imported on first use, so `import dbps` does not pay for scipy and tifffile
+_LAZY = {
+    "BatchSummary": "dbps.wsi.batch",
+    "FeatureBag": "dbps.wsi.features_io",
+    "OpenSlideReader": "dbps.wsi.reader",
+    "PatchCoords": "dbps.wsi.coords_io",
+    "SLIDE_SUFFIXES": "dbps.wsi.batch",
+    "SlidePatches": "dbps.wsi.source",
+    "SlideReader": "dbps.wsi.reader",
+    "TileSettings": "dbps.wsi.tile",
+    "Tiling": "dbps.wsi.tile",
+    "best_level": "dbps.wsi.reader",
+    "check_splits": "dbps.wsi.tables",
+    "coords_attributes": "dbps.wsi.coords_io",
+    "count_coords": "dbps.wsi.coords_io",
+    "features_complete": "dbps.wsi.features_io",
+    "grid_coords": "dbps.wsi.tiling",
+    "level0_patch_size": "dbps.wsi.tiling",
+    "list_coord_files": "dbps.wsi.coords_io",
+    "list_feature_bags": "dbps.wsi.features_io",
+    "list_slides": "dbps.wsi.batch",
+    "magnification_from_mpp": "dbps.wsi.reader",
+    "open_slide": "dbps.wsi.reader",
+    "otsu_threshold": "dbps.wsi.tissue",
+    "read_coords": "dbps.wsi.coords_io",
+    "read_labels": "dbps.wsi.tables",
+    "read_patch": "dbps.wsi.reader",
+    "read_splits": "dbps.wsi.tables",
+    "run_slides": "dbps.wsi.batch",
+    "slide_name": "dbps.wsi.coords_io",
+    "tile_slide": "dbps.wsi.tile",
+    "tile_slides": "dbps.wsi.tile",
+    "tissue_coords": "dbps.wsi.tiling",
+    "tissue_fractions": "dbps.wsi.tiling",
+    "tissue_mask": "dbps.wsi.tissue",
+    "write_coords": "dbps.wsi.coords_io",
+    "write_features": "dbps.wsi.features_io",
+    "write_pyramid_from_slide": "dbps.wsi.synthetic",
+    "write_synthetic_slide": "dbps.wsi.synthetic",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
