@@ -2,7 +2,15 @@
 
 from dbps.patches.grid import extract_patches, grid_coords, grid_shape, to_pair
 from dbps.patches.order import ShuffleStyle, num_kept, patch_order
-from dbps.patches.sources import FeaturePatches, ImagePatches, PatchSource, ScaledPatches, gather_tokens, opened
+from dbps.patches.sources import (
+    FeaturePatches,
+    ImagePatches,
+    PatchSource,
+    ScaledPatches,
+    WrappedSource,
+    gather_tokens,
+    opened,
+)
 
 __all__ = [
     "FeaturePatches",
@@ -10,6 +18,7 @@ __all__ = [
     "PatchSource",
     "ScaledPatches",
     "ShuffleStyle",
+    "WrappedSource",
     "extract_patches",
     "gather_tokens",
     "grid_coords",

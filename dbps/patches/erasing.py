@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from dbps.patches.sources import PatchSource
+from dbps.patches.sources import PatchSource, WrappedSource
 
 
-class ErasedPatches:
+class ErasedPatches(WrappedSource):
     """A `PatchSource` whose chosen patches come back with a rectangle set to `value`.
 
     Which patches are erased and where their rectangles sit is drawn once, when the wrapper is made for a batch,
@@ -40,7 +40,7 @@ class ErasedPatches:
     ) -> None:
         if not 0 <= fraction <= 1 or not 0 < area <= 1 or aspect <= 0:
             raise ValueError(f"need 0 ≤ fraction ≤ 1, 0 < area ≤ 1, aspect > 0; got {fraction}, {area}, {aspect}")
-        self.source = source
+        super().__init__(source)
         self.area, self.aspect, self.value = area, aspect, value
         batch, num = source.batch_size, source.num_patches
         device = generator.device if generator is not None else None
@@ -49,18 +49,6 @@ class ErasedPatches:
         self.erased = erased.to(source.device)
         # where the rectangle sits, as a uniform draw turned into pixels once the patch size is known
         self.position = torch.rand(batch, num, 2, generator=generator, device=device).to(source.device)
-
-    @property
-    def batch_size(self) -> int:
-        return self.source.batch_size
-
-    @property
-    def num_patches(self) -> int:
-        return self.source.num_patches
-
-    @property
-    def device(self) -> torch.device:
-        return self.source.device
 
     def rectangle(self, height: int, width: int) -> tuple[int, int]:
         """Height and width of the erased rectangle in a height × width patch, (0, 0) when it would not fit.

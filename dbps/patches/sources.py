@@ -127,19 +127,11 @@ class ImagePatches:
         return patches
 
 
-class ScaledPatches:
-    """Another source's patches resized by `scale` (bilinear): the low-resolution copy scored by `lrs`.
+class WrappedSource:
+    """A source that hands out another source's patches, changed by `fetch`; the rest is the other source's."""
 
-    Args:
-        source: the full-resolution image patches.
-        scale: size factor in (0, 1], e.g. 0.5 halves each side.
-    """
-
-    def __init__(self, source: PatchSource, scale: float) -> None:
-        if not 0 < scale <= 1:
-            raise ValueError(f"score scale must be in (0, 1], got {scale}")
+    def __init__(self, source: PatchSource) -> None:
         self.source = source
-        self.scale = scale
 
     @property
     def batch_size(self) -> int:
@@ -152,6 +144,24 @@ class ScaledPatches:
     @property
     def device(self) -> torch.device:
         return self.source.device
+
+    def fetch(self, idx: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class ScaledPatches(WrappedSource):
+    """Another source's patches resized by `scale` (bilinear): the low-resolution copy scored by `lrs`.
+
+    Args:
+        source: the full-resolution image patches.
+        scale: size factor in (0, 1], e.g. 0.5 halves each side.
+    """
+
+    def __init__(self, source: PatchSource, scale: float) -> None:
+        if not 0 < scale <= 1:
+            raise ValueError(f"score scale must be in (0, 1], got {scale}")
+        super().__init__(source)
+        self.scale = scale
 
     def fetch(self, idx: Tensor) -> Tensor:
         patches = self.source.fetch(idx)
