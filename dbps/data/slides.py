@@ -91,39 +91,39 @@ class SlideBatch:
         )  # fmt: skip
 
 
-class SlideDataset(Dataset):
-    """Slides and their labels; items are (SlideRef, {task: label})."""
+class LabelledItems(Dataset):
+    """Instances (slides, feature files) with one label each; `load` turns item i into what the loader yields.
 
-    def __init__(self, refs: list[SlideRef], labels: list[int], task_names: list[str]) -> None:
-        self.refs, self._labels, self.task_names = refs, labels, task_names
+    Args:
+        items: one per instance (e.g. a SlideRef, read only when its turn comes).
+        labels: class index per instance.
+        task_names: the tasks that all receive the label.
+        names: instance names (slide ids) for prediction tables.
+    """
+
+    def __init__(self, items: list, labels: list[int], task_names: list[str], names: list[str]) -> None:
+        self.items, self._labels, self.task_names, self._names = items, labels, task_names, names
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return len(self.items)
 
-    def __getitem__(self, i: int) -> tuple[SlideRef, dict[str, Tensor]]:
-        return self.refs[i], {name: torch.tensor(self._labels[i]) for name in self.task_names}
+    def load(self, i: int) -> object:
+        return self.items[i]
+
+    def __getitem__(self, i: int) -> tuple[object, dict[str, Tensor]]:
+        return self.load(i), {name: torch.tensor(self._labels[i]) for name in self.task_names}
 
     def names(self) -> list[str]:
-        return [ref.slide.stem for ref in self.refs]
+        return list(self._names)
 
 
-class FeatureBagDataset(Dataset):
-    """Feature bags and their labels; items are (FeatureBag of (N, D) features and coordinates, {task: label})."""
+class FeatureBagFiles(LabelledItems):
+    """Feature files and their labels; items are (FeatureBag of (N, D) features and coordinates, {task: label})."""
 
-    def __init__(self, files: list[Path], labels: list[int], task_names: list[str]) -> None:
-        self.files, self._labels, self.task_names = files, labels, task_names
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[FeatureBag, dict[str, Tensor]]:
-        bag = FeatureFile(self.files[i])
+    def load(self, i: int) -> FeatureBag:
+        bag = FeatureFile(self.items[i])
         coords = bag.coords()
-        instance = FeatureBag(bag.features(), torch.from_numpy(coords) if coords is not None else None)
-        return instance, {name: torch.tensor(self._labels[i]) for name in self.task_names}
-
-    def names(self) -> list[str]:
-        return [path.stem for path in self.files]
+        return FeatureBag(bag.features(), torch.from_numpy(coords) if coords is not None else None)
 
 
 class IPSFeatureFile(Dataset):
@@ -187,10 +187,11 @@ def _split_ids(request: DataRequest, labels: dict[str, int], available: set[str]
     return splits
 
 
-def _splits_of(make: type, items: dict[str, object], labels: dict[str, int], splits: dict[str, list[str]],
-               request: DataRequest, names: list[str]) -> tuple[Dataset, Dataset, Dataset]:  # fmt: skip
+def _splits_of(make: type[LabelledItems], items: dict[str, object], labels: dict[str, int],
+               splits: dict[str, list[str]], request: DataRequest,
+               names: list[str]) -> tuple[Dataset, Dataset, Dataset]:  # fmt: skip
     def dataset(ids: list[str]) -> Dataset:
-        return make([items[s] for s in ids], [labels[s] for s in ids], names)
+        return make([items[s] for s in ids], [labels[s] for s in ids], names, ids)
 
     train = dataset(splits["train"])
     if splits.get("val"):
@@ -215,7 +216,7 @@ def features_kind(request: DataRequest) -> DataSplits:
     bags = list_feature_bags(request.root)
     labels, classes = read_labels(_labels_file(request))
     splits = _split_ids(request, labels, set(bags))
-    train, val, test = _splits_of(FeatureBagDataset, bags, labels, splits, request, names)  # type: ignore[arg-type]
+    train, val, test = _splits_of(FeatureBagFiles, bags, labels, splits, request, names)  # type: ignore[arg-type]
     dim = FeatureFile(bags[splits["train"][0]]).dim
     notes.append(f"{len(classes)} classes ({', '.join(classes)}); "
                  + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))  # fmt: skip
@@ -250,7 +251,7 @@ def slides_kind(request: DataRequest) -> DataSplits:
     refs = {name: SlideRef(files[name], coords[name]) for name in files.keys() & coords.keys()}
     labels, classes = read_labels(_labels_file(request))
     splits = _split_ids(request, labels, set(refs))
-    train, val, test = _splits_of(SlideDataset, refs, labels, splits, request, names)  # type: ignore[arg-type]
+    train, val, test = _splits_of(LabelledItems, refs, labels, splits, request, names)  # type: ignore[arg-type]
     note = f"{len(classes)} classes ({', '.join(classes)}); " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
     return DataSplits(train, val, test, _tasks(names, classes), 3, None, notes=[note])
 
