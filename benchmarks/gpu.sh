@@ -6,6 +6,7 @@
 #
 #   bash benchmarks/gpu.sh                # on a CUDA machine: writes into this checkout
 #   bash benchmarks/gpu.sh --dry-run      # the same stages on a CPU at a tiny size, into a temporary folder
+#   bash benchmarks/gpu.sh --short        # about 8.5 minutes: fewer steps, images and epochs (a short GPU lease)
 #   bash benchmarks/gpu.sh --help         # --out, --work, --only, --tag, --digits
 #
 # Python: $PYTHON if set, else python3 (or python). This checkout's dbps is used (PYTHONPATH), nothing is installed.

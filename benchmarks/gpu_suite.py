@@ -67,6 +67,14 @@ GPU = Plan(
     warmup_epochs=2, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=4"),
     budgets={"environment": 30, "gpu tests": 70, "bench": 200, "make data": 90, "train": 320, "eval": 35},
 )  # fmt: skip
+# A GPU lent for 15 minutes of machine time, start-up included, runs commands of at most 10 minutes: the same
+# sizes and presets, fewer steps, images and epochs; the budgets add up to 8.5 minutes.
+SHORT = Plan(
+    sizes=(1500, 3000, 4500, 6000), patch=50, bench_batch=16, bench_steps=10, bench_warmup=3,
+    bench_overrides=("train.device=cuda",), data_size=1500, n_train=2000, n_test=500, n_noise=50, epochs=4,
+    warmup_epochs=1, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=8"),
+    budgets={"environment": 30, "gpu tests": 60, "bench": 140, "make data": 40, "train": 60, "eval": 20},
+)  # fmt: skip
 DRY_RUN = Plan(
     sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=1, bench_overrides=(*TINY_MODEL, "S=4"),
     data_size=150, n_train=48, n_test=16, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
@@ -327,6 +335,8 @@ def plot_bench(rows: list[dict[str, str]], path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/gpu.sh", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="the same stages on a CPU at a tiny size, in a minute")
+    parser.add_argument("--short", action="store_true", help="fewer steps, images and epochs: about 8.5 minutes "
+                        "instead of 25, for a machine lent for a few minutes")  # fmt: skip
     parser.add_argument("--out", type=Path, help="where benchmarks/results/ and docs/ are written (default: this "
                         "checkout; with --dry-run a new temporary folder)")  # fmt: skip
     parser.add_argument("--work", type=Path, help="data, run folders and logs (default: <tmp>/dbps-gpu-suite)")
@@ -347,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--dry-run must not write over this checkout's results and docs: choose another --out", file=sys.stderr)
         return 2
     work = (args.work or (out / "work" if args.dry_run else Path(tempfile.gettempdir()) / "dbps-gpu-suite")).resolve()
-    suite = Suite(DRY_RUN if args.dry_run else GPU, out, work, dry_run=args.dry_run, groups=args.groups, tag=args.tag,
+    plan = DRY_RUN if args.dry_run else SHORT if args.short else GPU
+    suite = Suite(plan, out, work, dry_run=args.dry_run, groups=args.groups, tag=args.tag,
                   digits=args.digits)  # fmt: skip
     return suite.run()
 
