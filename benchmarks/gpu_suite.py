@@ -89,8 +89,9 @@ class Suite:
     """One run of the suite: stages in order, each under its budget, then the CSVs and the doc tables."""
 
     def __init__(self, plan: Plan, out: Path, work: Path, *, dry_run: bool, groups: set[str], tag: str | None,
-                 digits: str | None) -> None:  # fmt: skip
+                 digits: str | None, presets: tuple[str, ...] = tuple(PRESETS)) -> None:  # fmt: skip
         self.plan, self.out, self.work, self.dry_run, self.groups = plan, out, work, dry_run, groups
+        self.presets = presets
         self.tag_override, self.digits = tag, digits
         self.python = sys.executable
         self.results = out / "benchmarks" / "results"
@@ -247,7 +248,8 @@ class Suite:
         rows, epochs = [], []
         status = {s.name: s.status for s in self.stages}
         digits = read_json(self.work / f"megapixel-mnist-{self.plan.data_size}" / "meta.json").get("digits", "")
-        for preset, method in PRESETS.items():
+        for preset in self.presets:
+            method = PRESETS[preset]
             run_dir = self.work / "runs" / preset
             metrics = read_csv(run_dir / "metrics.csv")
             epochs += [{"preset": preset, "method": method, **m} for m in metrics]
@@ -272,7 +274,7 @@ class Suite:
             self.bench()
         if "train" in self.groups:
             data = self.make_data()
-            for preset in PRESETS:
+            for preset in self.presets:
                 self.train(preset, data)
             rows, epochs = self.training_rows()
             write_csv(rows, self.path("train"))
@@ -341,12 +343,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "checkout; with --dry-run a new temporary folder)")  # fmt: skip
     parser.add_argument("--work", type=Path, help="data, run folders and logs (default: <tmp>/dbps-gpu-suite)")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {', '.join(GROUPS)}")
+    parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to train")
     parser.add_argument("--tag", help="file-name tag of the results (default: from the GPU name, e.g. h100)")
     parser.add_argument("--digits", help="full MNIST (.npz or IDX folder) for the generated images")
     args = parser.parse_args(argv)
     args.groups = {g.strip() for g in args.only.split(",") if g.strip()}
     if args.groups - set(GROUPS):
         parser.error(f"--only: unknown {sorted(args.groups - set(GROUPS))}; known: {', '.join(GROUPS)}")
+    args.presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    if not args.presets or set(args.presets) - set(PRESETS):
+        parser.error(f"--presets: choose from {', '.join(PRESETS)}")
     return args
 
 
@@ -359,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or (out / "work" if args.dry_run else Path(tempfile.gettempdir()) / "dbps-gpu-suite")).resolve()
     plan = DRY_RUN if args.dry_run else SHORT if args.short else GPU
     suite = Suite(plan, out, work, dry_run=args.dry_run, groups=args.groups, tag=args.tag,
-                  digits=args.digits)  # fmt: skip
+                  digits=args.digits, presets=args.presets)  # fmt: skip
     return suite.run()
 
 

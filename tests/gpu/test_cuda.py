@@ -31,13 +31,13 @@ def test_selection_never_synchronises_with_the_host(method: str, update: str) ->
     )  # fmt: skip
     generator = torch.Generator("cuda").manual_seed(0)
     source = ImagePatches(images, 16, dtype=torch.bfloat16)
-    selector.select(model, source, training=True, generator=generator)  # warm-up: lazy initialisation may sync
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        selector.select(model, source, training=True, generator=generator)  # warm-up: lazy initialisation may sync
+        torch.cuda.set_sync_debug_mode("error")
+        try:
             selection = selector.select(model, source, training=True, generator=generator)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
     assert selection.salient_idx.is_cuda and selection.salient_idx.shape == (4, 4)
 
 
