@@ -10,7 +10,7 @@
 #   bash benchmarks/gpu.sh --help         # --out, --work, --only, --tag, --digits
 #
 # Python: $PYTHON if set, else python3 (or python). This checkout's dbps is used (PYTHONPATH), nothing is installed.
-# A copy of the checkout without git history can name its commit in $DBPS_COMMIT.
+# A copy of the checkout can name its commit in $DBPS_COMMIT (it wins over git, whose history a copy may lack).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -118,10 +118,11 @@ def pytest_summary(log_text: str) -> str:
 
 
 def git_commit() -> str:
-    """The checkout's short commit, '+dirty' when it has changes; without git, $DBPS_COMMIT or 'unknown'."""
+    """$DBPS_COMMIT when set (a copy of the checkout may carry a stale .git), else the checkout's short commit with
+    '+dirty' when it has changes, else 'unknown'."""
     fallback = os.environ.get("DBPS_COMMIT", "unknown")
     git = shutil.which("git")
-    if git is None:
+    if git is None or "DBPS_COMMIT" in os.environ:
         return fallback
     try:
         head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
