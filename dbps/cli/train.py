@@ -83,13 +83,14 @@ def _new(args: argparse.Namespace, ctx: Distributed) -> tuple[Config, Path, bool
 
 def _check_fresh(run_dir: Path) -> None:
     """A new run never lands on a finished or interrupted run, nor in a folder holding other files."""
+    from dbps.files import check_output_folder
+
     if (run_dir / "summary.json").exists():
         raise FileExistsError(f"{run_dir} holds a finished run; choose another --out")
     if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} holds an interrupted run; continue it with `dbps train --resume {run_dir}` "
                               "or choose another --out")  # fmt: skip
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"--out {run_dir} is a file, not a folder")
+    check_output_folder(run_dir, "run folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} is not empty and holds no dbps run; choose an empty or new --out")
 
