@@ -22,6 +22,10 @@ class PretrainedWeightsUnavailable(ValueError):
     """`pretrained=True` but the weights can be had neither from the hub nor from the local cache."""
 
 
+class WeightsFileError(ValueError):
+    """A local weights file that is missing, unreadable, or holds the weights of another model."""
+
+
 class TokenBatchNorm(nn.BatchNorm1d):
     """BatchNorm1d over embeddings that also takes a single one in training (with the running statistics).
 
@@ -112,18 +116,18 @@ def timm_encoder(
         raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
     kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights not found: {path}")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(_weights_file(weights))})
     try:
         if stages is None:
             backbone = timm.create_model(name, num_classes=0, **kwargs)
             return PatchEncoder(backbone, backbone.num_features)
         features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
-    except OSError as exc:  # the hub is unreachable and the weights are not in the local cache
-        if not pretrained or weights is not None:
+    except Exception as exc:  # torch and safetensors raise several types for files they cannot read
+        if weights is not None:
+            raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({_first_line(exc)})") from None
+        if not pretrained or not isinstance(exc, OSError):
             raise
+        # the hub is unreachable and the weights are not in the local cache
         raise PretrainedWeightsUnavailable(
             f"ImageNet weights for {name!r} could not be had ({type(exc).__name__}: no network and not in the local "
             "cache); set model.weights=PATH to a local state dict, or pretrained=False to train from random weights"
@@ -161,7 +165,35 @@ def create_encoder(
             base = ENCODERS.create(name, in_chans=in_chans)
             encoder = PatchEncoder(base.backbone, base.embed_dim, dim)
         if weights is not None:
-            encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            _load_weights(encoder, _weights_file(weights))
         return encoder
     base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights, pretrained=pretrained)
     return PatchEncoder(base.backbone, base.embed_dim, dim)
+
+
+def _weights_file(weights: str | Path) -> Path:
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: no such weights file")
+    return path
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line[:limit]}"
+
+
+def _load_weights(encoder: nn.Module, path: Path) -> None:
+    """Load a state dict file saved from this encoder; a mismatch names the file and the keys."""
+    from dbps.engine.checkpoint import load_model_state
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for files it cannot read
+        raise WeightsFileError(f"{path}: not a readable weights file ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise WeightsFileError(f"{path}: not a state dict (a mapping of names to tensors)")
+    try:
+        load_model_state(encoder, state, path)
+    except ValueError as exc:
+        raise WeightsFileError(str(exc)) from None
