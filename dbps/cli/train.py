@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s run folder: %s", "resuming" if resume else "new", run_dir)
             if resume and args.overrides:
                 save_config(config, run_dir / "config.yaml")  # later resumes and `dbps eval` see the new paths
-        summary = fit(built, run_dir, resume=resume)
+        with _cleared_if_unstarted(run_dir, ctx.is_main and not resume):
+            summary = fit(built, run_dir, resume=resume)
     except TrainingStopped as stop:
         log.error("dbps: %s", stop)
         return stop.exit_code
@@ -64,6 +68,20 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         print(_report(summary, run_dir))
     return 0
+
+
+@contextmanager
+def _cleared_if_unstarted(run_dir: Path, active: bool) -> Iterator[None]:
+    """A new run that fails before its first checkpoint (a bad image, out of memory) leaves its folder as it found
+    it, absent or empty, so that the same command can simply be run again."""
+    existed = run_dir.is_dir()
+    try:
+        yield
+    except BaseException:
+        if active and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            for entry in list(run_dir.iterdir()) if existed else [run_dir]:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        raise
 
 
 def _new(args: argparse.Namespace, ctx: Distributed) -> tuple[Config, Path, bool]:

@@ -7,6 +7,10 @@ weights are random unless `weights` points to a local file.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -117,11 +121,13 @@ def timm_encoder(
     kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
     if weights is not None:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(_weights_file(weights))})
+    missing: list[str] = []
     try:
-        if stages is None:
-            backbone = timm.create_model(name, num_classes=0, **kwargs)
-            return PatchEncoder(backbone, backbone.num_features)
-        features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
+        with _weights_timm_missed(missing):
+            if stages is None:
+                backbone = timm.create_model(name, num_classes=0, **kwargs)
+            else:
+                features = timm.create_model(name, num_classes=0, features_only=True, out_indices=(stages,), **kwargs)
     except Exception as exc:  # torch and safetensors raise several types for files they cannot read
         if weights is not None:
             raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({_first_line(exc)})") from None
@@ -132,7 +138,33 @@ def timm_encoder(
             f"ImageNet weights for {name!r} could not be had ({type(exc).__name__}: no network and not in the local "
             "cache); set model.weights=PATH to a local state dict, or pretrained=False to train from random weights"
         ) from None
+    if weights is not None and missing:
+        raise WeightsFileError(f"{weights}: lacks {len(missing)} weights of {name!r} (e.g. {', '.join(missing[:3])}); "
+                               "the weights of another model?")  # fmt: skip
+    if stages is None:
+        return PatchEncoder(backbone, backbone.num_features)
     return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
+
+
+@contextmanager
+def _weights_timm_missed(missing: list[str]) -> Iterator[None]:
+    """Collect the weights timm reports missing while it loads a weights file (it loads them non-strictly)."""
+    logger = logging.getLogger("timm.models._builder")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.match(r"Missing keys \((.*)\) discovered", record.getMessage())
+            if found:
+                missing.extend(found.group(1).split(", "))
+
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def create_encoder(
