@@ -71,7 +71,10 @@ def atomic_folder(path: Path, build: Callable[[Path], object]) -> None:
     replaced only once the new folder is complete: renamed aside, the new one renamed in, the old one deleted.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.new-"))
+    except OSError as exc:  # named after the folder asked for, not the temporary one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         build(tmp)
         if path.exists():
@@ -85,6 +88,12 @@ def atomic_folder(path: Path, build: Callable[[Path], object]) -> None:
             shutil.rmtree(old)
         else:
             os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.filename is None or not str(exc.filename).startswith(str(tmp)):
+            raise
+        # named where the file was going to be, not in the temporary folder that is gone
+        raise type(exc)(exc.errno, exc.strerror, f"{path}{str(exc.filename)[len(str(tmp)) :]}") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dbps: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as exc:
-        if os.environ.get("DBPS_DEBUG"):
+    except (*USER_ERRORS, OSError) as exc:
+        if os.environ.get("DBPS_DEBUG") or not _is_user_error(exc):
             raise
         for line in _message(exc).splitlines() or [type(exc).__name__]:
             print(f"dbps: error: {line}", file=sys.stderr)
@@ -68,10 +68,16 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     # KEY=VALUE overrides may follow options (`dbps eval run --split val M=5`), which argparse leaves over
     stray = [token for token in extra if token.startswith("-") or "=" not in token]
     if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        hint = " (overrides are KEY=VALUE)" if any(not token.startswith("-") for token in stray) else ""
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}{hint}")
     if extra:
         args.overrides = [*args.overrides, *extra]
     return args
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Bad input, or an operating-system error about a named file (disk full, read-only file system)."""
+    return isinstance(exc, USER_ERRORS) or (isinstance(exc, OSError) and exc.filename is not None)
 
 
 def _message(exc: Exception) -> str:
