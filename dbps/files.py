@@ -67,8 +67,9 @@ def read_json(path: Path) -> dict[str, Any]:
 def atomic_folder(path: Path, build: Callable[[Path], object]) -> None:
     """Call `build(tmp)` on a new temporary folder beside `path`, then put it in `path`'s place.
 
-    An error while building leaves `path` as it was and no temporary folder behind. An existing `path` is
-    replaced only once the new folder is complete: renamed aside, the new one renamed in, the old one deleted.
+    An error while building leaves `path` as it was and no temporary folder behind (an operating-system error
+    names the file where it was going to be). An existing `path` is replaced only once the new folder is
+    complete: renamed aside, the new one renamed in, the old one deleted.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -77,26 +78,31 @@ def atomic_folder(path: Path, build: Callable[[Path], object]) -> None:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         build(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
-            os.replace(path, old)
-            try:
-                os.replace(tmp, path)
-            except BaseException:
-                os.replace(old, path)
-                raise
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    except OSError as exc:
+        _swap_in(tmp, path)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if exc.filename is None or not str(exc.filename).startswith(str(tmp)):
-            raise
-        # named where the file was going to be, not in the temporary folder that is gone
-        raise type(exc)(exc.errno, exc.strerror, f"{path}{str(exc.filename)[len(str(tmp)) :]}") from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(tmp)):
+            raise type(exc)(exc.errno, exc.strerror, f"{path}{str(exc.filename)[len(str(tmp)) :]}") from exc
         raise
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Rename the folder `new` to `path`; an existing `path` is renamed aside first and deleted last."""
+    if not path.exists():
+        os.replace(new, path)
+        return
+    old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+    try:
+        os.replace(path, old)
+    except BaseException:
+        old.rmdir()
+        raise
+    try:
+        os.replace(new, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old)
 
 
 def check_output_folder(path: Path, what: str) -> None:

@@ -1,4 +1,4 @@
-"""Argument types shared by the sub-commands: numbers in range, lists of them, devices, output folders.
+"""Argument types shared by the sub-commands: numbers in range, lists of them, devices.
 
 Each is an argparse `type=`: a bad value ends as `dbps: error: <command>: argument --flag: <why>, got <value>`.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,10 +61,3 @@ def device(text: str) -> torch.device:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
-
-def existing_file(text: str) -> Path:
-    """A path to a file that exists."""
-    path = Path(text)
-    if not path.is_file():
-        raise argparse.ArgumentTypeError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
-    return path

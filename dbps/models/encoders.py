@@ -211,6 +211,9 @@ def _weights_file(weights: str | Path) -> Path:
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """Why torch could not read a file, in one line (its safe loader's refusal is a paragraph)."""
+    if "weights_only" in str(exc):
+        return "not a file of tensors that torch loads safely"
     line = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {line[:limit]}"
 
