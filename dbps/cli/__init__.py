@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from dbps.cli import bench, evaluate, extract_features, make_data, predict, tile, train
 
@@ -16,8 +17,19 @@ COMMANDS = {
 }  # fmt: skip
 
 
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one `dbps: error:` line naming the command (`--help` shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("dbps").strip()
+        self.exit(2, f"dbps: error: {command + ': ' if command else ''}{message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dbps", description="Dual-buffer patch selection for very large images.")
+    parser = Parser(prog="dbps", description="Dual-buffer patch selection for very large images.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -34,22 +46,42 @@ def _version() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point. Errors in user input end in one line per problem, without a traceback (DBPS_DEBUG=1 shows it)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # KEY=VALUE overrides may follow options (`dbps eval run --split val M=5`), which argparse leaves over
-    stray = [token for token in extra if token.startswith("-") or "=" not in token]
-    if stray or (extra and not hasattr(args, "overrides")):
-        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
-    if extra:
-        args.overrides = [*args.overrides, *extra]
+    try:
+        args = _parse(build_parser(), argv)
+    except SystemExit as exit_:  # --help, --version, or a bad argument (already reported)
+        return int(exit_.code or 0)
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         print("dbps: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as exc:
-        if os.environ.get("DBPS_DEBUG"):
+    except (*USER_ERRORS, OSError) as exc:
+        if os.environ.get("DBPS_DEBUG") or not _is_user_error(exc):
             raise
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        for line in _message(exc).splitlines() or [type(exc).__name__]:
             print(f"dbps: error: {line}", file=sys.stderr)
         return 2
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may follow options (`dbps eval run --split val M=5`), which argparse leaves over
+    stray = [token for token in extra if token.startswith("-") or "=" not in token]
+    if stray or (extra and not hasattr(args, "overrides")):
+        hint = " (overrides are KEY=VALUE)" if any(not token.startswith("-") for token in stray) else ""
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}{hint}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+def _is_user_error(exc: Exception) -> bool:
+    """Bad input, or an operating-system error about a named file (disk full, read-only file system)."""
+    return isinstance(exc, USER_ERRORS) or (isinstance(exc, OSError) and exc.filename is not None)
+
+
+def _message(exc: Exception) -> str:
+    """The error's text; an operating-system error as `path: reason` (e.g. `/data: Permission denied`)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)

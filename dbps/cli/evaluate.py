@@ -19,9 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from dbps.data import instance_names
     from dbps.engine.build import Run
     from dbps.engine.evaluate import evaluate, write_reports
-    from dbps.files import write_json
+    from dbps.files import check_output_folder, write_json
 
     built, checkpoint_path = Run.from_checkpoint(args.target, args.overrides)
+    check_output_folder(checkpoint_path.parent, "the checkpoint's folder")
     evaluation = evaluate(built, built.loader(args.split), desc=args.split)
     result = evaluation.summary() | {"checkpoint": str(checkpoint_path.resolve()), "split": args.split}
     out = checkpoint_path.parent / f"eval-{args.split}.json"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dbps.cli.args import device, positive_int
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     parser = sub.add_parser(name, help="encode tiled patches into feature h5 files", description=__doc__)
@@ -14,12 +16,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help="writes OUT/features_<encoder>/<slide>.h5")
     parser.add_argument("--weights", type=Path, help="local weights file (.safetensors/.pth)")
     parser.add_argument("--pretrained", action="store_true", help="timm's pretrained weights (cached or downloaded)")
-    parser.add_argument("--stages", type=int, help="keep only the first STAGES stages of the backbone")
-    parser.add_argument("--dim", type=int, help="project the features to DIM (a random projection unless --weights)")
-    parser.add_argument("--patch-size", type=int, help="resize patches to this side (default: the tiling's)")
-    parser.add_argument("--batch-size", type=int, default=64, help="patches per forward pass (default 64)")
-    parser.add_argument("--workers", type=int, default=2, help="patch-reading threads (default 2)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: cuda when available)")
+    parser.add_argument("--stages", type=positive_int, help="keep only the first STAGES stages of the backbone")
+    parser.add_argument("--dim", type=positive_int, help="project the features to DIM (random unless --weights)")
+    parser.add_argument("--patch-size", type=positive_int, help="resize patches to this side (default: the tiling's)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="patches per forward pass (default 64)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="patch-reading threads (default 2)")
+    parser.add_argument("--device", type=device, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -27,14 +29,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from dbps.files import check_output_folder
     from dbps.wsi import list_slides
     from dbps.wsi.extract import build_feature_encoder, encoder_tag, extract_features
 
-    for flag in ("batch_size", "workers", "patch_size", "stages", "dim"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise ValueError(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(args, flag)}")
+    check_output_folder(args.out, "--out")
     slides = list_slides(args.slides)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = args.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     encoder = build_feature_encoder(
         args.encoder, weights=args.weights, pretrained=args.pretrained, stages=args.stages, dim=args.dim
     ).to(device)

@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             log.info("%s run folder: %s", "resuming" if resume else "new", run_dir)
             if resume and args.overrides:
                 save_config(config, run_dir / "config.yaml")  # later resumes and `dbps eval` see the new paths
-        summary = fit(built, run_dir, resume=resume)
+        with _cleared_if_unstarted(run_dir, ctx.is_main and not resume):
+            summary = fit(built, run_dir, resume=resume)
     except TrainingStopped as stop:
         log.error("dbps: %s", stop)
         return stop.exit_code
@@ -64,6 +68,20 @@ def run(args: argparse.Namespace) -> int:
     if ctx.is_main:
         print(_report(summary, run_dir))
     return 0
+
+
+@contextmanager
+def _cleared_if_unstarted(run_dir: Path, active: bool) -> Iterator[None]:
+    """A new run that fails before its first checkpoint (a bad image, out of memory) leaves its folder as it found
+    it, absent or empty, so that the same command can simply be run again."""
+    existed = run_dir.is_dir()
+    try:
+        yield
+    except BaseException:
+        if active and run_dir.is_dir() and not (run_dir / "last.pt").exists():
+            for entry in list(run_dir.iterdir()) if existed else [run_dir]:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        raise
 
 
 def _new(args: argparse.Namespace, ctx: Distributed) -> tuple[Config, Path, bool]:
@@ -83,13 +101,14 @@ def _new(args: argparse.Namespace, ctx: Distributed) -> tuple[Config, Path, bool
 
 def _check_fresh(run_dir: Path) -> None:
     """A new run never lands on a finished or interrupted run, nor in a folder holding other files."""
+    from dbps.files import check_output_folder
+
     if (run_dir / "summary.json").exists():
         raise FileExistsError(f"{run_dir} holds a finished run; choose another --out")
     if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} holds an interrupted run; continue it with `dbps train --resume {run_dir}` "
                               "or choose another --out")  # fmt: skip
-    if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"--out {run_dir} is a file, not a folder")
+    check_output_folder(run_dir, "run folder")
     if run_dir.is_dir() and any(run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} is not empty and holds no dbps run; choose an empty or new --out")
 

@@ -2,13 +2,15 @@
 
 Precedence: defaults < YAML file < command-line overrides. Keys are our dotted names (`selection.num_salient`)
 or the reference repos' flat keys (`M`). Every problem (unknown key, wrong type, inconsistent values) is
-collected and raised once, each message naming its key.
+collected and raised once, each message naming its key. YAML errors and duplicate keys name the file (or the
+override), the line and the column.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 from enum import StrEnum
 from importlib import resources
@@ -19,7 +21,7 @@ import yaml
 
 from dbps.config.reference import translate, translate_into
 from dbps.config.schema import Config, ConfigError, validate
-from dbps.files import write_text
+from dbps.files import read_text, write_text
 from dbps.registry import parse_enum
 
 
@@ -53,7 +55,12 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
         if not sep or not key:
             errors.append(f"override {override!r} is not key=value")
             continue
-        translate_into(tree, {key.strip(): yaml.safe_load(text)}, errors, notes)
+        try:
+            value = parse_yaml(text)
+        except yaml.YAMLError as exc:
+            errors.append(f"override {override!r}: not valid YAML ({yaml_error(exc)})")
+            continue
+        translate_into(tree, {key.strip(): value}, errors, notes)
     translation_errors = len(errors)
     config = _build(Config, tree, "", errors)
     if len(errors) == translation_errors:  # cross-field checks need every field well typed
@@ -79,11 +86,45 @@ def preset_names() -> list[str]:
     return sorted(Path(p.name).stem for p in resources.files("dbps.configs").iterdir() if p.name.endswith(".yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the safe loader reports it
+            if key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first[key] + 1})", key_node.start_mark
+                )
+            first[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text → Python data (safe types only); a key given twice in a mapping is a `yaml.YAMLError`."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # a subclass of the safe loader
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: `line L, column C: what`, positions counted from 1 as editors do."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return " ".join(str(exc).split())
+    mark = exc.problem_mark
+    context = f" ({exc.context})" if exc.context else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file holding a mapping of keys; ConfigError naming the file (and line, column) otherwise."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(read_text(path))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_error(exc)}") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty, no keys (give at least one, or use a preset: {', '.join(preset_names())})")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys, got {type(data).__name__}")
     return data
@@ -166,17 +207,28 @@ def _scalar(value: Any, hint: type, key: str, errors: list[str]) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        number = _float(value)
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            errors.append(f"{key}: must be a finite number, got {value!r}")
+            return None
     elif hint is str:
         if isinstance(value, str):
             return value
     else:
         raise TypeError(f"unsupported config type {hint!r} for {key}")
     errors.append(f"{key}: expected {hint.__name__}, got {value!r} ({type(value).__name__})")
+    return None
+
+
+def _float(value: Any) -> float | None:
+    """A number as float; YAML 1.1 reads `1e-3` as a string, so numeric strings count. None when not a number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
     return None

@@ -202,8 +202,12 @@ def validate(config: Config, errors: list[str]) -> None:
     positive = {
         "train.epochs": t.epochs, "train.batch_size": t.batch_size, "model.dim": m.dim, "model.heads": m.heads,
         "model.dim_key": m.dim_key, "model.dim_value": m.dim_value, "model.dim_ffn": m.dim_ffn,
+        "model.num_classes": m.num_classes, "model.encoder_stages": m.encoder_stages, "model.in_chans": m.in_chans,
+        "patches.num_patches": config.patches.num_patches,
+        **{f"tasks.{task.name}.num_classes": task.num_classes for task in config.tasks},
     }  # fmt: skip
-    errors += [f"{key}: must be ≥ 1, got {value}" for key, value in positive.items() if value < 1]
+    errors += [f"{key}: must be ≥ 1, got {value}" for key, value in positive.items() if value is not None and value < 1]
+    _validate_ranges(config, errors)
     if t.micro_batch_size is not None and (t.micro_batch_size < 1 or t.batch_size % t.micro_batch_size):
         errors.append(
             f"train.micro_batch_size: must divide train.batch_size ({t.batch_size}), got {t.micro_batch_size}"
@@ -232,6 +236,26 @@ def validate(config: Config, errors: list[str]) -> None:
     names = [task.name for task in config.tasks]
     if len(set(names)) != len(names):
         errors.append(f"tasks: duplicate task names {names}")
+
+
+def _validate_ranges(config: Config, errors: list[str]) -> None:
+    """Numbers that must lie in a range: rates, probabilities, counts and the seed."""
+    t, m, d = config.train, config.model, config.data
+    if t.weight_decay < 0:
+        errors.append(f"train.weight_decay: must be ≥ 0, got {t.weight_decay}")
+    if not 0 <= t.min_lr_ratio <= 1:
+        errors.append(f"train.min_lr_ratio: must be in [0, 1] (a share of train.lr), got {t.min_lr_ratio}")
+    if not 0 <= t.seed < 2**32:
+        errors.append(f"train.seed: must be in [0, 2**32), got {t.seed}")
+    for key, value in (("model.dropout", m.dropout), ("model.attn_dropout", m.attn_dropout)):
+        if not 0 <= value < 1:
+            errors.append(f"{key}: must be in [0, 1), got {value}")
+    if d.num_workers < 0:
+        errors.append(f"data.num_workers: must be ≥ 0 (0 loads in the main process), got {d.num_workers}")
+    if d.generate is not None:
+        minimum = {"n_train": 1, "n_test": 1, "size": 1, "n_noise": 0, "seed": 0}
+        errors += [f"data.generate.{key}: must be ≥ {low}, got {getattr(d.generate, key)}"
+                   for key, low in minimum.items() if getattr(d.generate, key) < low]  # fmt: skip
 
 
 def _validate_data(data: DataConfig, errors: list[str]) -> None:

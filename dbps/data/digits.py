@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def load_digit_pools(path: str | Path | None = None, *, test_fraction: float = 0
     """
     if path is not None:
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"digits: {path}: no such file or folder")
         if path.suffix == ".npz":
             return _from_npz(path)
         if path.is_dir():
@@ -98,7 +101,13 @@ def _split_per_class(
 
 
 def _from_npz(path: Path) -> DigitPools:
-    with np.load(path) as data:
+    try:
+        data = np.load(path)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"digits: {path}: not a readable .npz file ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"digits: {path}: one array, not an .npz archive of x_train, y_train, x_test, y_test")
+    with data:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(data.files)
         if missing:
             raise ValueError(f"digits: {path} lacks arrays {sorted(missing)}")
@@ -112,11 +121,14 @@ def _from_idx(folder: Path) -> DigitPools:
         for candidate in (folder / stem, folder / f"{stem}.gz"):
             if candidate.exists():
                 opener = gzip.open if candidate.suffix == ".gz" else open
-                with opener(candidate, "rb") as handle:
-                    raw = handle.read()
-                ndim = raw[3]
-                shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-                return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+                try:
+                    with opener(candidate, "rb") as handle:
+                        raw = handle.read()
+                    ndim = raw[3]
+                    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+                    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+                except (OSError, EOFError, IndexError, ValueError):
+                    raise ValueError(f"digits: {candidate}: not an MNIST IDX file, or truncated") from None
         raise FileNotFoundError(f"digits: {folder / stem}[.gz] not found")
 
     train = DigitPool(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from dbps.data.image_dataset import SplitFiles, check_files_exist
 from dbps.data.images import is_image_file
+from dbps.files import read_csv, read_text
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,7 @@ def _class_indices(labels: Sequence[str], classes: Sequence[str] | None, origin:
 
 
 def _read_rows(csv_path: Path) -> list[list[str]]:
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    rows = [[cell.strip() for cell in row] for row in read_csv(csv_path) if any(cell.strip() for cell in row)]
     if rows and not is_image_file(rows[0][0]):
         rows = rows[1:]  # a header: its first cell is no image file name
     for number, row in enumerate(rows, start=1):
@@ -94,7 +93,7 @@ def csv_splits(
 
 def _read_ddr_list(list_path: Path) -> list[tuple[str, int]]:
     entries = []
-    for number, line in enumerate(list_path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(list_path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from dbps.data.digits import DigitPool, load_digit_pools
 from dbps.data.sparse import SparseImage
+from dbps.files import atomic_folder, read_json
 from dbps.tasks import Activation, TaskSpec
 
 DIGIT = 28
@@ -31,6 +32,7 @@ TASKS = (
 )
 FORMAT_VERSION = 1
 _ARRAYS = ("index", "values", "offsets", "digits", "positions")
+DATASET_ENTRIES = ("meta.json", "train", "test")
 
 
 @dataclass(frozen=True)
@@ -151,24 +153,77 @@ def make_megapixel_mnist(
 ) -> Path:
     """Generate Megapixel MNIST into `out` (train/ and test/ folders and meta.json). Deterministic per seed.
 
-    Train images use the train digit pool and test images the test pool, so no digit appears in both.
+    Train images use the train digit pool and test images the test pool, so no digit appears in both. The
+    dataset is built in a folder beside `out` and takes its place when complete: a failure leaves `out` as it
+    was. An existing dataset in `out` is replaced; a folder holding anything else is refused.
     """
     out = Path(out)
     spec = CanvasSpec(size=size, n_noise=n_noise)
     if size < 3 * DIGIT:
         raise ValueError(f"size must be at least {3 * DIGIT} pixels, got {size}")
+    _check_replaceable(out)
     pools = load_digit_pools(digits, seed=seed)
     seeds = np.random.SeedSequence(seed).spawn(3)
     bank = scribble_bank(np.random.default_rng(seeds[0]), spec.n_patterns)
-    for split, n, pool, split_seed in (
-        ("train", n_train, pools.train, seeds[1]),
-        ("test", n_test, pools.test, seeds[2]),
-    ):
-        _generate_split(out / split, n, spec, pool, bank, split_seed, progress)
-    meta = {"format": FORMAT_VERSION, "spec": asdict(spec), "seed": seed, "digits": pools.source}
-    meta |= {"n_train": n_train, "n_test": n_test}
-    (out / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    def build(folder: Path) -> None:
+        for split, n, pool, split_seed in (
+            ("train", n_train, pools.train, seeds[1]),
+            ("test", n_test, pools.test, seeds[2]),
+        ):
+            _generate_split(folder / split, n, spec, pool, bank, split_seed, progress)
+        meta = {"format": FORMAT_VERSION, "spec": asdict(spec), "seed": seed, "digits": pools.source}
+        meta |= {"n_train": n_train, "n_test": n_test}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    atomic_folder(out, build)
     return out
+
+
+def _check_replaceable(out: Path) -> None:
+    """`out` is new, an empty folder, or a dataset of this generator (nothing else would be lost)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file, not a dataset folder")
+    others = sorted(entry.name for entry in out.iterdir() if entry.name not in DATASET_ENTRIES) if out.is_dir() else []
+    if others:
+        shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
+        raise FileExistsError(f"{out} holds files that are not a Megapixel MNIST dataset ({shown}); "
+                              "choose an empty or new folder")  # fmt: skip
+
+
+def _canvas_size(meta_path: Path) -> int:
+    try:
+        size = read_json(meta_path)["spec"]["size"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{meta_path}: no spec.size, so not written by `dbps make-data megapixel-mnist`") from None
+    if not isinstance(size, int) or size < 1:
+        raise ValueError(f"{meta_path}: spec.size must be a positive integer, got {size!r}")
+    return size
+
+
+def _load_arrays(folder: Path) -> dict[str, np.ndarray]:
+    """The split's arrays, memory-mapped, after checking that they are readable and agree with each other."""
+    missing = [name for name in _ARRAYS if not (folder / f"{name}.npy").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {', '.join(f'{m}.npy' for m in missing)}")
+    arrays = {}
+    for name in _ARRAYS:
+        path = folder / f"{name}.npy"
+        try:
+            arrays[name] = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable .npy array, truncated or corrupt ({exc}); make the data "
+                             "again") from None  # fmt: skip
+    n, offsets = len(arrays["digits"]), np.asarray(arrays["offsets"])
+    agree = (
+        arrays["digits"].shape == (n, 5) and arrays["positions"].shape == (n, 5, 2) and offsets.shape == (n + 1,)
+        and offsets[0] == 0 and np.all(np.diff(offsets) >= 0) and len(arrays["index"]) == len(arrays["values"])
+        and offsets[-1] == len(arrays["index"])
+    )  # fmt: skip
+    if not agree:
+        shapes = ", ".join(f"{name} {arrays[name].shape}" for name in _ARRAYS)
+        raise ValueError(f"{folder}: the arrays disagree ({shapes}); make the data again")
+    return arrays
 
 
 class MegapixelMNIST(Dataset):
@@ -187,13 +242,8 @@ class MegapixelMNIST(Dataset):
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             raise FileNotFoundError(f"{meta_path} not found: make the data with `dbps make-data megapixel-mnist`")
-        meta = json.loads(meta_path.read_text())
-        self.size = int(meta["spec"]["size"])
-        folder = self.root / split
-        missing = [name for name in _ARRAYS if not (folder / f"{name}.npy").is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} lacks {', '.join(f'{m}.npy' for m in missing)}")
-        self._arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in _ARRAYS}
+        self.size = _canvas_size(meta_path)
+        self._arrays = _load_arrays(self.root / split)
         self.tasks = task_names(tasks)
         self._targets = task_targets(np.asarray(self._arrays["digits"]), np.asarray(self._arrays["positions"]))
 

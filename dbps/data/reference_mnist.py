@@ -8,7 +8,6 @@ the flat indices of an H×W×1 canvas. Items are the same as those of the genera
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from torch.utils.data import Dataset
 
 from dbps.data.megapixel_mnist import TASKS, task_names
 from dbps.data.sparse import SparseImage
+from dbps.files import read_json
 
 RECORD_KEYS = ("input", "majority", "max", "top", "multi")
 
@@ -27,11 +27,15 @@ def read_parameters(root: Path) -> tuple[int, int]:
     path = root / "parameters.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (expected the reference generator's parameters.json)")
-    parameters = json.loads(path.read_text())
+    parameters = read_json(path)
     missing = [key for key in ("width", "height") if key not in parameters]
     if missing:
         raise ValueError(f"{path}: lacks key(s) {missing}")
-    height, width = int(parameters["height"]), int(parameters["width"])
+    try:
+        height, width = int(parameters["height"]), int(parameters["width"])
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: height and width must be integers, got {parameters['height']!r} and "
+                         f"{parameters['width']!r}") from None  # fmt: skip
     if height < 1 or width < 1:
         raise ValueError(f"{path}: height {height} and width {width} must be positive")
     return height, width

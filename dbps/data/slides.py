@@ -187,6 +187,17 @@ def _split_ids(request: DataRequest, labels: dict[str, int], available: set[str]
     return splits
 
 
+def _coverage_notes(labels: dict[str, int], available: set[str], where: object) -> list[str]:
+    """Notes on labelled slides without a file and slide files without a label (both left out)."""
+    notes = []
+    for what, names in (("labelled slide(s) have no file in", set(labels) - available),
+                        ("slide file(s) have no label and are left out, in", available - set(labels))):  # fmt: skip
+        if names:
+            shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
+            notes.append(f"{len(names)} {what} {where}: {shown}")
+    return notes
+
+
 def _splits_of(make: type[LabelledItems], items: dict[str, object], labels: dict[str, int],
                splits: dict[str, list[str]], request: DataRequest,
                names: list[str]) -> tuple[Dataset, Dataset, Dataset]:  # fmt: skip
@@ -218,6 +229,7 @@ def features_kind(request: DataRequest) -> DataSplits:
     splits = _split_ids(request, labels, set(bags))
     train, val, test = _splits_of(FeatureBagFiles, bags, labels, splits, request, names)  # type: ignore[arg-type]
     dim = FeatureFile(bags[splits["train"][0]]).dim
+    notes += _coverage_notes(labels, set(bags), request.root)
     notes.append(f"{len(classes)} classes ({', '.join(classes)}); "
                  + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))  # fmt: skip
     return DataSplits(train, val, test, _tasks(names, classes), 0, None, feature_dim=dim, notes=notes)
@@ -253,7 +265,9 @@ def slides_kind(request: DataRequest) -> DataSplits:
     splits = _split_ids(request, labels, set(refs))
     train, val, test = _splits_of(LabelledItems, refs, labels, splits, request, names)  # type: ignore[arg-type]
     note = f"{len(classes)} classes ({', '.join(classes)}); " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
-    return DataSplits(train, val, test, _tasks(names, classes), 3, None, notes=[note])
+    where = f"{request.root} (with coordinates in {request.coords})"
+    notes = [*_coverage_notes(labels, set(refs), where), note]
+    return DataSplits(train, val, test, _tasks(names, classes), 3, None, notes=notes)
 
 
 register_kind(("features", "camelyon"), features_kind,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dbps.data.image_dataset import SplitFiles, check_files_exist
+from dbps.files import read_text
 
 TRAFFIC_CLASSES = ["EMPTY", "50_SIGN", "70_SIGN", "80_SIGN"]
 VISIBILITIES = ("VISIBLE", "BLURRED", "SIDE_ROAD", "OCCLUDED")
@@ -84,7 +85,7 @@ def read_annotations(set_dir: Path) -> SplitFiles:
     if not annotations.is_file():
         raise FileNotFoundError(f"{annotations}: not found; expected {_EXPECTED} (dbps never downloads them)")
     paths, labels = [], []
-    for number, line in enumerate(annotations.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(annotations).splitlines(), start=1):
         if not line.strip():
             continue
         name, signs = parse_annotation_line(line, f"{annotations} line {number}")

@@ -36,7 +36,7 @@ from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.metrics import METRICS
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
-from dbps.models.encoders import PretrainedWeightsUnavailable
+from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
 from dbps.patches import grid_shape, to_pair
 from dbps.selection import PatchSelector
 from dbps.tasks import Activation, TaskSpec
@@ -44,21 +44,29 @@ from dbps.tasks import Activation, TaskSpec
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else as torch spells it ('cpu', 'cuda:1')."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def parse_device(name: str) -> torch.device:
+    """A device this machine has, as torch spells it: 'cpu', 'cuda', 'cuda:1'; ValueError naming it otherwise."""
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError):
-        raise ConfigError(f"train.device: unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ConfigError(f"train.device: {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"{name!r} is not supported; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} requested but CUDA is not available")
+        raise ValueError(f"{name!r} requested but CUDA is not available")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ConfigError(f"train.device: {name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        raise ValueError(f"{name!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
     return device
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; anything else as `parse_device` reads it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return parse_device(name)
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
 
 
 def check_config(config: Config) -> None:
@@ -142,6 +150,8 @@ def training_transforms(config: Config) -> Collate:
 def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:
     """The dataset's splits and notes about them; Megapixel MNIST is generated first when asked and missing."""
     data = config.data
+    if Path(data.root).exists() and not Path(data.root).is_dir():
+        raise NotADirectoryError(f"data.root: {data.root} is a file, not a dataset folder")
     notes = []
     if data.generate is not None and data.name not in ("megapixel_mnist", "mnist"):
         notes.append(f"data.generate: ignored, only Megapixel MNIST is generated (the data is {data.name!r})")
@@ -149,7 +159,10 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         if not generate:
             raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
         log.info("generating Megapixel MNIST into %s", data.root)
-        make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
+        try:
+            make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
+        except (ValueError, FileExistsError) as exc:
+            raise ConfigError(f"data.generate: {exc}") from None
     splits = dataset_kind(data.name)(data_request(config))
     notes += splits.notes
     if splits.image_size is not None:
@@ -162,7 +175,22 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         if expected is not None and expected != rows * cols:
             notes.append(f"N: the config says {expected}, but a {height}×{width} image gives {rows}×{cols} = "
                          f"{rows * cols} patches; the grid wins")  # fmt: skip
+        notes += selection_notes(config, rows * cols)
     return splits, notes
+
+
+def selection_notes(config: Config, num_patches: int) -> list[str]:
+    """What the selection does when its sizes reach the number of patches of an image (accepted, but odd)."""
+    s = config.selection
+    notes = []
+    for key, value in (("M (selection.num_salient)", s.num_salient),
+                       ("selection.eval_num_salient", s.eval_num_salient)):  # fmt: skip
+        if value is not None and value >= num_patches:
+            notes.append(f"{key} = {value} ≥ the {num_patches} patches of an image: every patch is selected")
+    if s.chunk_size >= num_patches:
+        notes.append(f"I (selection.chunk_size) = {s.chunk_size} ≥ the {num_patches} patches of an image: "
+                     "each image is scored in one chunk")  # fmt: skip
+    return notes
 
 
 def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpec]:
@@ -202,6 +230,8 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
         )  # fmt: skip
     except PretrainedWeightsUnavailable as exc:
         raise ConfigError(f"model.pretrained: {exc}") from None
+    except WeightsFileError as exc:
+        raise ConfigError(f"model.weights: {exc}") from None
     except (ValueError, FileNotFoundError) as exc:
         raise ConfigError(f"model.encoder: {exc}") from None
     aggregator = create_aggregator(
@@ -273,9 +303,13 @@ class Run:
     @classmethod
     def from_checkpoint(cls, target: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Run, Path]:
         """The run of a run folder (its best.pt) or of a checkpoint file, with the trained weights loaded."""
+        if target.is_dir() and not (target / "best.pt").is_file():
+            raise FileNotFoundError(f"{target}: no best.pt (written after a run's first epoch); give a checkpoint file")
         checkpoint_path = target / "best.pt" if target.is_dir() else target
         checkpoint = load_checkpoint(checkpoint_path)
         raw = checkpoint.get("config")
+        if raw is not None and not isinstance(raw, dict):
+            raise ValueError(f"{checkpoint_path}: its 'config' is a {type(raw).__name__}, not a mapping of keys")
         if raw is None:
             config_file = checkpoint_path.parent / "config.yaml"
             if not config_file.is_file():

@@ -55,12 +55,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a checkpoint")
     try:
         data = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises several types for corrupt files
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
     if isinstance(data, dict) and "model" in data:
+        if not _is_state_dict(data["model"]):
+            raise ValueError(f"{path}: its 'model' entry is not a state dict (a mapping of names to tensors)")
         return data
-    if isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values()):
+    if _is_state_dict(data):
         return {"model": data}
     raise ValueError(f"{path}: neither a dbps checkpoint nor a state dict")
+
+
+def _is_state_dict(data: Any) -> bool:
+    return isinstance(data, dict) and all(isinstance(v, torch.Tensor) for v in data.values())

@@ -7,6 +7,10 @@ weights are random unless `weights` points to a local file.
 
 from __future__ import annotations
 
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -20,6 +24,10 @@ ENCODERS: Registry[nn.Module] = Registry("encoder")
 
 class PretrainedWeightsUnavailable(ValueError):
     """`pretrained=True` but the weights can be had neither from the hub nor from the local cache."""
+
+
+class WeightsFileError(ValueError):
+    """A local weights file that is missing, unreadable, or holds the weights of another model."""
 
 
 class TokenBatchNorm(nn.BatchNorm1d):
@@ -112,23 +120,51 @@ def timm_encoder(
         raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
     kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(f"encoder weights not found: {path}")
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(_weights_file(weights))})
+    missing: list[str] = []
     try:
-        if stages is None:
-            backbone = timm.create_model(name, num_classes=0, **kwargs)
-            return PatchEncoder(backbone, backbone.num_features)
-        features = timm.create_model(name, features_only=True, out_indices=(stages,), **kwargs)
-    except OSError as exc:  # the hub is unreachable and the weights are not in the local cache
-        if not pretrained or weights is not None:
+        with _weights_timm_missed(missing):
+            if stages is None:
+                backbone = timm.create_model(name, num_classes=0, **kwargs)
+            else:
+                features = timm.create_model(name, num_classes=0, features_only=True, out_indices=(stages,), **kwargs)
+    except Exception as exc:  # torch and safetensors raise several types for files they cannot read
+        if weights is not None:
+            raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({_first_line(exc)})") from None
+        if not pretrained or not isinstance(exc, OSError):
             raise
+        # the hub is unreachable and the weights are not in the local cache
         raise PretrainedWeightsUnavailable(
             f"ImageNet weights for {name!r} could not be had ({type(exc).__name__}: no network and not in the local "
             "cache); set model.weights=PATH to a local state dict, or pretrained=False to train from random weights"
         ) from None
+    if weights is not None and missing:
+        raise WeightsFileError(f"{weights}: lacks {len(missing)} weights of {name!r} (e.g. {', '.join(missing[:3])}); "
+                               "the weights of another model?")  # fmt: skip
+    if stages is None:
+        return PatchEncoder(backbone, backbone.num_features)
     return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
+
+
+@contextmanager
+def _weights_timm_missed(missing: list[str]) -> Iterator[None]:
+    """Collect the weights timm reports missing while it loads a weights file (it loads them non-strictly)."""
+    logger = logging.getLogger("timm.models._builder")
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found = re.match(r"Missing keys \((.*)\) discovered", record.getMessage())
+            if found:
+                missing.extend(found.group(1).split(", "))
+
+    handler, level = Collect(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def create_encoder(
@@ -161,7 +197,38 @@ def create_encoder(
             base = ENCODERS.create(name, in_chans=in_chans)
             encoder = PatchEncoder(base.backbone, base.embed_dim, dim)
         if weights is not None:
-            encoder.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            _load_weights(encoder, _weights_file(weights))
         return encoder
     base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights, pretrained=pretrained)
     return PatchEncoder(base.backbone, base.embed_dim, dim)
+
+
+def _weights_file(weights: str | Path) -> Path:
+    path = Path(weights)
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: no such weights file")
+    return path
+
+
+def _first_line(exc: BaseException, limit: int = 160) -> str:
+    """Why torch could not read a file, in one line (its safe loader's refusal is a paragraph)."""
+    if "weights_only" in str(exc):
+        return "not a file of tensors that torch loads safely"
+    line = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {line[:limit]}"
+
+
+def _load_weights(encoder: nn.Module, path: Path) -> None:
+    """Load a state dict file saved from this encoder; a mismatch names the file and the keys."""
+    from dbps.engine.checkpoint import load_model_state
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for files it cannot read
+        raise WeightsFileError(f"{path}: not a readable weights file ({_first_line(exc)})") from None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise WeightsFileError(f"{path}: not a state dict (a mapping of names to tensors)")
+    try:
+        load_model_state(encoder, state, path)
+    except ValueError as exc:
+        raise WeightsFileError(str(exc)) from None

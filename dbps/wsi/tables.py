@@ -7,9 +7,10 @@ the labels is an error that names it.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+from dbps.files import read_csv
 
 SPLITS = ("train", "val", "test")
 
@@ -17,13 +18,11 @@ SPLITS = ("train", "val", "test")
 def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     if not path.is_file():
         raise FileNotFoundError(f"table not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = [name.strip() for name in reader.fieldnames or []]
-        reader.fieldnames = header
-        rows = [{key: (value or "").strip() for key, value in row.items() if key is not None} for row in reader]
-    if not header:
+    table = read_csv(path)
+    if not table:
         raise ValueError(f"{path}: empty table")
+    header = [name.strip() for name in table[0]]
+    rows = [{key: (row[i] if i < len(row) else "").strip() for i, key in enumerate(header)} for row in table[1:]]
     return header, rows
 
 
