@@ -12,6 +12,7 @@ from dbps.models import (
     create_encoder,
     sinusoidal_encoding,
 )
+from dbps.models.encoders import WeightsFileError
 from dbps.tasks import TaskSpec, multitask_loss
 
 COMMON = {"dim": 16, "num_tasks": 3, "heads": 4, "dim_key": 4, "dim_value": 4, "dim_ffn": 32}
@@ -85,7 +86,7 @@ def test_projector_for_feature_bags_and_encoder_errors(tmp_path) -> None:
     assert encoder(torch.randn(5, 20)).shape == (5, 8)
     with pytest.raises(ValueError, match="unknown encoder 'resnet181'"):
         create_encoder("resnet181")
-    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
+    with pytest.raises(WeightsFileError, match=r"missing\.pth: no such weights file"):
         create_encoder("resnet18", weights=tmp_path / "missing.pth")
 
 
