@@ -48,6 +48,7 @@ class BenchResult:
     num_context: int | None
     status: str  # ok | oom
     ms_per_step: float | None
+    warmup_s: float | None  # the untimed warm-up steps, torch.compile's compilation included
     images_per_s: float | None
     peak_memory_mb: float | None
     selection_ms: float | None
@@ -129,7 +130,7 @@ def bench_one(
     amp = amp_dtype(config, device)
     result = BenchResult(
         method, size, num_patches, batch, selector.num_salient, selector.chunk_size, selector.num_context, "ok",
-        None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
+        None, None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
         torch.__version__,
     )  # fmt: skip
     try:
@@ -163,8 +164,10 @@ def _measure(
     def source() -> ImagePatches:
         return ImagePatches(images, config.patches.size, config.patches.stride, dtype=amp or torch.float32)
 
-    for _ in range(warmup):
-        train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
+    with _Timer(device) as warmup_timer:
+        for _ in range(warmup):
+            train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
+    result.warmup_s = warmup_timer.ms / 1e3
     with _Timer(device) as timer:
         for _ in range(steps):
             train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
