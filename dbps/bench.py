@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import gc
 import multiprocessing
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -239,12 +240,20 @@ def _describe(r: BenchResult) -> str:
             f"{r.images_per_s:8.1f} img/s  peak {r.peak_memory_mb:8.1f} MB")  # fmt: skip
 
 
+def cpu_name() -> str:
+    """The CPU's model name and logical core count (from /proc/cpuinfo on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor() or 'cpu'} ({os.cpu_count()} cores)"
+
+
 def write_csv(results: list[BenchResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*asdict(results[0]), "machine"])
         writer.writeheader()
-        machine = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+        machine = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
         for result in results:
             writer.writerow(asdict(result) | {"machine": machine})
 

@@ -12,6 +12,7 @@ from dbps.config import load_config
 from dbps.engine import speed
 from dbps.engine.build import amp_dtype, build_model, place_model
 from dbps.models import TaskSpec, create_encoder
+from dbps.patches import ImagePatches
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -161,3 +162,45 @@ def test_compile_on_a_cpu_compiles_the_folded_pass_only(monkeypatch) -> None:
     encoder = create_encoder("resnet18", in_chans=1, dim=32, stages=2)
     speed.speed_up_encoder(encoder, CPU, channels_last=False, fold_batchnorm=False, compile=False)
     assert encoder.folded is None and not encoder.channels_last
+
+
+def _indexed_patches(images: torch.Tensor, size: tuple[int, int], stride: tuple[int, int], idx: torch.Tensor):
+    """The gather as it was: advanced indexing of the unfolded view, pixel by pixel."""
+    view = images.unfold(2, size[0], stride[0]).unfold(3, size[1], stride[1])
+    rows, cols = idx // view.shape[3], idx % view.shape[3]
+    return view[torch.arange(idx.shape[0])[:, None], :, rows, cols]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["contiguous", "channels_last", "cropped", "overlapping", "uint8"],
+)
+def test_row_gather_returns_exactly_the_patches_of_advanced_indexing(layout: str) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 2, 41, 37)
+    size, stride = (10, 6), (10, 6)
+    if layout == "channels_last":
+        images = images.contiguous(memory_format=torch.channels_last)
+    elif layout == "cropped":
+        images = torch.rand(4, 3, 50, 50)[1:, 1:, 3:44, 5:42]
+    elif layout == "overlapping":
+        stride = (3, 4)
+    source = ImagePatches(images, size, stride)
+    idx = torch.randint(0, source.num_patches, (3, 17))
+    assert torch.equal(source.fetch(idx), _indexed_patches(images, size, stride, idx))
+    if layout == "uint8":
+        pixels = (images * 255).to(torch.uint8)
+        fetched = ImagePatches(pixels, size, stride, mean=[0.2, 0.4], std=[0.3, 0.5], dtype=torch.bfloat16).fetch(idx)
+        old = _indexed_patches(pixels, size, stride, idx).to(torch.bfloat16) / 255
+        mean, std = (torch.tensor(v, dtype=torch.bfloat16).view(-1, 1, 1) for v in ([0.2, 0.4], [0.3, 0.5]))
+        old = (old - mean) / std  # as the conversion always was: in the patches' dtype, op by op
+        assert fetched.dtype is torch.bfloat16 and torch.equal(fetched, old)
+
+
+def test_row_gather_passes_gradients_to_the_images() -> None:
+    images = torch.rand(2, 1, 20, 20, requires_grad=True)
+    idx = torch.tensor([[0, 3, 3], [15, 1, 2]])  # a patch taken twice accumulates twice
+    weights = torch.rand(2, 3, 1, 5, 5)
+    (ImagePatches(images, 5).fetch(idx) * weights).sum().backward()
+    expected = torch.autograd.grad((_indexed_patches(images, (5, 5), (5, 5), idx) * weights).sum(), images)[0]
+    assert torch.equal(images.grad, expected)
