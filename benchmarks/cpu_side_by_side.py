@@ -56,15 +56,24 @@ def wait_idle(limit: float) -> float:
 
 
 def bench(tree: Path, overrides: list[str], args: argparse.Namespace, out: Path) -> list[dict[str, str]]:
-    """One `dbps bench` call with `tree` first on the import path; its CSV rows."""
+    """One `dbps bench` call importing dbps from `tree` (run there, so no other checkout can shadow it)."""
     command = [sys.executable, "-m", "dbps", "bench", "--config", args.config, "--sizes", str(args.size),
                "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--methods", args.methods, "--out", str(out), *args.setting.split(), "train.device=cpu",
                *overrides]  # fmt: skip
     env = os.environ | {"PYTHONPATH": str(tree)}
-    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True)
     with out.open() as handle:
         return list(csv.DictReader(handle))
+
+
+def check_import(tree: Path) -> None:
+    """Fail early unless a process started in `tree` imports dbps from it (not from an installed checkout)."""
+    env = os.environ | {"PYTHONPATH": str(tree)}
+    code = "import dbps; print(dbps.__file__)"
+    found = subprocess.run([sys.executable, "-c", code], env=env, cwd=tree, check=True, capture_output=True, text=True)
+    if not Path(found.stdout.strip()).is_relative_to(tree):
+        raise SystemExit(f"dbps imported from {found.stdout.strip()}, not from {tree}")
 
 
 def main() -> None:
@@ -80,17 +89,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--wait-idle", type=float, default=300, help="seconds to wait for an idle machine per call")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-side-by-side.csv"))
+    parser.add_argument("--out", type=Path, default=HERE / "benchmarks/results/cpu-side-by-side.csv")
     args = parser.parse_args()
     trees = {"baseline": args.baseline.resolve(), "new": HERE}
     labels = [label.strip() for label in args.variants.split(",")]
+    for tree in {trees[VARIANTS[label][0]] for label in labels}:
+        check_import(tree)
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for label in labels:
                 tree, overrides = VARIANTS[label]
                 busy = wait_idle(args.wait_idle)
-                for row in bench(trees[tree], overrides, args, Path(tmp) / "run.csv"):
+                for row in bench(trees[tree], overrides, args, Path(tmp) / f"{repeat}-{len(rows)}.csv"):
                     rows.append({"variant": label, "repeat": repeat, "busy_before": round(busy, 3)} | row)
                     print(f"{repeat} {label:38s} {row['method']:>5} {float(row['ms_per_step']):8.1f} ms/step "
                           f"(busy before {busy:.0%})", flush=True)  # fmt: skip

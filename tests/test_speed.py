@@ -204,3 +204,20 @@ def test_row_gather_passes_gradients_to_the_images() -> None:
     (ImagePatches(images, 5).fetch(idx) * weights).sum().backward()
     expected = torch.autograd.grad((_indexed_patches(images, (5, 5), (5, 5), idx) * weights).sum(), images)[0]
     assert torch.equal(images.grad, expected)
+
+
+@pytest.mark.slow
+def test_compiled_folded_pass_follows_weight_updates() -> None:
+    torch.manual_seed(0)
+    encoder = create_encoder("small_cnn", in_chans=1, dim=16)
+    speed.speed_up_encoder(encoder, CPU, channels_last=True, fold_batchnorm=True, compile=True)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=0.05)
+    patches = torch.randn(4, 1, 16, 16)
+    for _ in range(2):  # compiled once, then run again after the weights and statistics have moved
+        encoder.train()
+        encoder(torch.randn(4, 1, 16, 16) * 2 + 1).square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        encoder.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(encoder(patches), _unfolded(encoder, patches), atol=1e-5, rtol=1e-4)
