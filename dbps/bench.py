@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import gc
 import multiprocessing
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -49,6 +50,7 @@ class BenchResult:
     num_context: int | None
     status: str  # ok | oom
     ms_per_step: float | None
+    warmup_s: float | None  # the untimed warm-up steps, torch.compile's compilation included
     images_per_s: float | None
     peak_memory_mb: float | None
     selection_ms: float | None
@@ -153,7 +155,7 @@ def bench_one(
     amp = amp_dtype(config, device)
     result = BenchResult(
         method, size, num_patches, batch, selector.num_salient, selector.chunk_size, selector.num_context, "ok",
-        None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
+        None, None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
         torch.__version__,
     )  # fmt: skip
     try:
@@ -197,8 +199,10 @@ def _measure(
     def source() -> PatchSource:
         return batch.source(amp or torch.float32)
 
-    for _ in range(warmup):
-        train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
+    with _Timer(device) as warmup_timer:
+        for _ in range(warmup):
+            train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
+    result.warmup_s = warmup_timer.ms / 1e3
     with _Timer(device) as timer:
         for _ in range(steps):
             train_step(model, selector, source(), targets, optimizer, generator=generator, amp_dtype=amp)
@@ -269,12 +273,20 @@ def _describe(r: BenchResult) -> str:
             f"{r.images_per_s:8.1f} img/s  peak {r.peak_memory_mb:8.1f} MB")  # fmt: skip
 
 
+def cpu_name() -> str:
+    """The CPU's model name and logical core count (from /proc/cpuinfo on Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0] if names else platform.processor() or 'cpu'} ({os.cpu_count()} cores)"
+
+
 def write_csv(results: list[BenchResult], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=[*asdict(results[0]), "machine"])
         writer.writeheader()
-        machine = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
+        machine = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name()
         for result in results:
             writer.writerow(asdict(result) | {"machine": machine})
 

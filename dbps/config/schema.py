@@ -140,9 +140,11 @@ class TrainConfig:
     micro_batch_size: int | None = None  # B_seq: images per forward/backward (gradient accumulation)
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
-    compile: bool = False  # torch.compile the encoder
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with native bf16 unless amp_cpu is false
+    amp_cpu: bool = True  # with amp: bf16 autocast on CPUs with AVX-512 BF16 or AMX
+    channels_last: bool = True  # channels-last encoder
+    fold_batchnorm: bool = True  # BatchNorm folded into convolutions in the no-gradient pass
+    compile: bool = False  # torch.compile the encoder (on a CPU: its no-gradient pass)
     best_metric: str | None = None  # validation metric choosing best.pt: null = each task's own; or 'loss'
     grad_clip: float | None = None  # clip the gradient norm to this value
     checkpoint_every: int = 0  # also write last.pt every this many steps (long epochs: slides); 0 = per epoch

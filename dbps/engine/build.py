@@ -34,6 +34,7 @@ from dbps.data.batches import Erasing
 from dbps.engine.checkpoint import load_checkpoint, load_model_state
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
+from dbps.engine.speed import autocast_dtype, speed_up_encoder
 from dbps.metrics import METRICS
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
 from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
@@ -242,17 +243,16 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA when `train.amp` is set, else full precision."""
-    return torch.bfloat16 if device.type == "cuda" and config.train.amp else None
+    """bf16 autocast when `train.amp` is set and the device has native bf16 (see `speed.autocast_dtype`)."""
+    return autocast_dtype(device, amp=config.train.amp, amp_cpu=config.train.amp_cpu)
 
 
 def place_model(model: PatchClassifier, config: Config, device: torch.device) -> PatchClassifier:
-    """Move the model to `device` with the config's speed options: channels-last on CUDA, torch.compile."""
+    """Move the model to `device` with the config's speed options (see `speed.speed_up_encoder`)."""
     model = model.to(device)
-    if device.type == "cuda" and config.train.channels_last:
-        model.encoder.to_channels_last()
-    if config.train.compile:
-        model.encoder.compile()
+    t = config.train
+    speed_up_encoder(model.encoder, device, channels_last=t.channels_last, fold_batchnorm=t.fold_batchnorm,
+                     compile=t.compile)  # fmt: skip
     return model
 
 

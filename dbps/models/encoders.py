@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dbps.models.folding import FoldedBackbone
 from dbps.registry import Registry, unknown_name_message
 
 ENCODERS: Registry[nn.Module] = Registry("encoder")
@@ -53,7 +54,11 @@ class FeatureProjector(nn.Sequential):
 
 
 class PatchEncoder(nn.Module):
-    """A pooled backbone (n, *patch) → (n, F), followed by a projector to D when F ≠ D."""
+    """A pooled backbone (n, *patch) → (n, F), followed by a projector to D when F ≠ D.
+
+    After `fold_batchnorm`, eval-mode forwards without gradients (selection, evaluation) run the backbone with
+    its BatchNorms folded into the convolutions; training forwards always run the backbone itself.
+    """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, dim: int | None = None) -> None:
         super().__init__()
@@ -61,11 +66,19 @@ class PatchEncoder(nn.Module):
         self.project = FeatureProjector(feature_dim, dim) if dim is not None and dim != feature_dim else nn.Identity()
         self.embed_dim = dim if dim is not None else feature_dim
         self.channels_last = False
+        self.folded: FoldedBackbone | None = None
 
     def forward(self, patches: Tensor) -> Tensor:
         if patches.dim() == 4 and self.channels_last:
             patches = patches.contiguous(memory_format=torch.channels_last)
+        if self.folded is not None and not self.training and not torch.is_grad_enabled():
+            return self.project(self.folded(patches))
         return self.project(self.backbone(patches))
+
+    def fold_batchnorm(self) -> bool:
+        """Fold BatchNorm into convolutions for no-gradient eval forwards; False when the backbone has no pair."""
+        self.folded = FoldedBackbone.create(self.backbone)
+        return self.folded is not None
 
     def to_channels_last(self) -> PatchEncoder:
         """Channels-last weights and inputs: faster convolutions with tensor cores."""

@@ -82,9 +82,7 @@ class ImagePatches:
         self.patch_size = to_pair(patch_size, "patch_size")
         self.stride = to_pair(stride if stride is not None else patch_size, "patch_stride")
         self.grid = grid_shape(images.shape[-2], images.shape[-1], self.patch_size, self.stride)
-        ph, pw = self.patch_size
-        sh, sw = self.stride
-        self._view = images.unfold(2, ph, sh).unfold(3, pw, sw)  # B, C, rows, cols, ph, pw
+        self._windows, self._patch_start, self._row_offsets = _row_windows(images, self.patch_size, self.stride)
         self._dtype = dtype
         channels = images.shape[1]
         self._mean = self._channel_vector(mean, channels, "mean")
@@ -114,10 +112,13 @@ class ImagePatches:
         return grid_coords(self.images.shape[-2], self.images.shape[-1], self.patch_size, self.stride, self.device)
 
     def fetch(self, idx: Tensor) -> Tensor:
+        """Copies only the requested patches, one pixel row at a time (`index_select` of contiguous rows)."""
         rows = torch.div(idx, self.grid[1], rounding_mode="floor")
         cols = idx - rows * self.grid[1]
         batch = torch.arange(idx.shape[0], device=idx.device).unsqueeze(1)
-        patches = self._view[batch, :, rows, cols]  # B, n, C, ph, pw: copies only the requested patches
+        first = batch * self._patch_start[0] + rows * self._patch_start[1] + cols * self._patch_start[2]
+        starts = (first[..., None, None] + self._row_offsets).flatten()  # B·n·C·ph pixel rows
+        patches = self._windows.index_select(0, starts).view(*idx.shape, *self._row_offsets.shape, -1)
         if not patches.is_floating_point():
             patches = patches.to(self._dtype) / torch.iinfo(patches.dtype).max
         if self._mean is not None:
@@ -125,6 +126,28 @@ class ImagePatches:
         if self._std is not None:
             patches = patches / self._std
         return patches
+
+
+def _row_windows(
+    images: Tensor, patch_size: tuple[int, int], stride: tuple[int, int]
+) -> tuple[Tensor, tuple[int, int, int], Tensor]:
+    """A view of `images` as overlapping windows of one patch row, and where each patch's rows start in it.
+
+    Window k is the `pw` pixels from element k of the images' storage on, so patch (b, row, col) is the
+    C·ph windows at `b·sB + row·sh·sH + col·sw·sW + row_offsets`. Gathering whole windows with `index_select`
+    copies rows of contiguous memory instead of indexing pixel by pixel.
+
+    Returns:
+        windows (L, pw), the steps (batch, grid row, grid column) of a patch's first pixel, row offsets (C, ph).
+    """
+    (ph, pw), (sh, sw) = patch_size, stride
+    sb, sc, sy, sx = images.stride()
+    batch, channels, height, width = images.shape
+    last = (batch - 1) * sb + (channels - 1) * sc + (height - 1) * sy + (width - pw) * sx
+    windows = images.as_strided((last + 1, pw), (1, sx), images.storage_offset())
+    offsets = torch.arange(channels, device=images.device).view(-1, 1) * sc
+    offsets = offsets + torch.arange(ph, device=images.device).view(1, -1) * sy
+    return windows, (sb, sh * sy, sw * sx), offsets
 
 
 class WrappedSource:

@@ -1,0 +1,106 @@
+"""Does bf16 selection pick the patches float32 picks? The same trained weights on the same images, both ways.
+
+For every image of the chosen splits, evaluation-mode selection (every patch, hard top-M) and prediction run
+once in float32 and once under bf16 autocast (patches converted to bf16, as training does). Per image it
+records the overlap |salient_bf16 ∩ salient_fp32| / M, the same for the context set (S) when there is one,
+and whether each task's prediction agrees; it prints the means and the share of identical salient sets.
+
+    python benchmarks/bf16_agreement.py --run runs/<run> --out benchmarks/results/cpu-bf16-agreement.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from dbps.config import load_config
+from dbps.data import build_loader
+from dbps.data.sparse import to_device
+from dbps.engine.build import build_model, make_source, place_model, prepare_data, resolve_tasks
+from dbps.engine.checkpoint import load_checkpoint
+from dbps.engine.step import predict
+from dbps.models import Activation, TaskSpec
+from dbps.selection import Selection
+
+Prediction = tuple[dict[str, Tensor], Selection]
+
+
+def overlap(a: torch.Tensor, b: torch.Tensor) -> list[float]:
+    """Per row, |set(a) ∩ set(b)| / width (NaN for empty rows)."""
+    if a.shape[1] == 0:
+        return [float("nan")] * a.shape[0]
+    return [len(set(x.tolist()) & set(y.tolist())) / a.shape[1] for x, y in zip(a, b, strict=True)]
+
+
+def decisions(logits: torch.Tensor, activation: Activation) -> torch.Tensor:
+    """Predicted class (softmax tasks) or label set (sigmoid tasks) per image."""
+    return logits.argmax(-1, keepdim=True) if activation is Activation.SOFTMAX else logits > 0
+
+
+def compare(fp32: Prediction, bf16: Prediction, targets: dict[str, Tensor], tasks: list[TaskSpec]) -> list[dict]:
+    """One row per image: salient and context overlaps; per task, agreement and (softmax tasks) correctness."""
+    (out32, sel32), (out16, sel16) = fp32, bf16
+    columns: dict[str, list[float]] = {
+        "salient_overlap": overlap(sel32.salient_idx, sel16.salient_idx),
+        "context_overlap": overlap(sel32.context_idx, sel16.context_idx),
+    }
+    for task in tasks:
+        pred32, pred16 = decisions(out32[task.name], task.activation), decisions(out16[task.name], task.activation)
+        columns[f"same_{task.name}"] = (pred32 == pred16).all(-1).float().tolist()
+        if task.activation is Activation.SOFTMAX:
+            for label, pred in (("fp32", pred32), ("bf16", pred16)):
+                columns[f"correct_{task.name}_{label}"] = (pred[:, 0] == targets[task.name]).float().tolist()
+    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="run folder with config.yaml and best.pt")
+    parser.add_argument("--splits", default="train,test")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-bf16-agreement.csv"))
+    args = parser.parse_args()
+    config, _ = load_config(args.run / "config.yaml", ["train.device=cpu", "train.compile=false"])
+    splits = prepare_data(config, progress=False)
+    tasks = resolve_tasks(config, splits.tasks)
+    model = place_model(build_model(config, tasks, splits.image_shape[0]), config, torch.device("cpu"))
+    model.load_state_dict(load_checkpoint(args.run / "best.pt")["model"])
+    selector = config.selector()
+    rows: list[dict[str, object]] = []
+    for split in args.splits.split(","):
+        for batch, targets in build_loader(getattr(splits, split), args.batch, shuffle=False):
+            images = to_device(batch, torch.device("cpu"))
+            results = {}
+            for dtype in (None, torch.bfloat16):
+                results[dtype] = predict(model, selector, make_source(images, config, splits, dtype), amp_dtype=dtype)
+            for row in compare(results[None], results[torch.bfloat16], targets, tasks):
+                rows.append({"split": split, "image": len(rows)} | row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summarise(rows, selector.num_salient)
+
+
+def summarise(rows: list[dict[str, object]], num_salient: int) -> None:
+    for split in dict.fromkeys(str(r["split"]) for r in rows):
+        part = [r for r in rows if r["split"] == split]
+        salient = [float(r["salient_overlap"]) for r in part]  # type: ignore[arg-type]
+        line = (f"{split}: {len(part)} images, M = {num_salient}: mean salient overlap {statistics.mean(salient):.3f}, "
+                f"identical salient sets {sum(s == 1.0 for s in salient) / len(part):.1%}")  # fmt: skip
+        context = [float(r["context_overlap"]) for r in part]  # type: ignore[arg-type]
+        if context and context[0] == context[0]:  # not NaN: the method keeps a context set
+            line += f", mean context overlap {statistics.mean(context):.3f}"
+        print(line)
+        for key in (k for k in part[0] if k.startswith(("same_", "correct_"))):
+            print(f"  {key}: {statistics.mean(float(r[key]) for r in part):.1%}")  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    main()
