@@ -18,14 +18,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dbps.config import load_config
-from dbps.data import build_loader
-from dbps.data.sparse import to_device
-from dbps.engine.build import build_model, make_source, place_model, prepare_data, resolve_tasks
-from dbps.engine.checkpoint import load_checkpoint
+from dbps.engine.build import Run
 from dbps.engine.step import predict
-from dbps.models import Activation, TaskSpec
+from dbps.patches import opened
 from dbps.selection import Selection
+from dbps.tasks import Activation, TaskSpec
 
 Prediction = tuple[dict[str, Tensor], Selection]
 
@@ -62,30 +59,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="run folder with config.yaml and best.pt")
     parser.add_argument("--splits", default="train,test")
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=8, help="images per forward")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu-bf16-agreement.csv"))
     args = parser.parse_args()
-    config, _ = load_config(args.run / "config.yaml", ["train.device=cpu", "train.compile=false"])
-    splits = prepare_data(config, progress=False)
-    tasks = resolve_tasks(config, splits.tasks)
-    model = place_model(build_model(config, tasks, splits.image_shape[0]), config, torch.device("cpu"))
-    model.load_state_dict(load_checkpoint(args.run / "best.pt")["model"])
-    selector = config.selector()
+    run, _ = Run.from_checkpoint(args.run, ["train.device=cpu", "train.compile=false", "data.num_workers=0"])
     rows: list[dict[str, object]] = []
     for split in args.splits.split(","):
-        for batch, targets in build_loader(getattr(splits, split), args.batch, shuffle=False):
-            images = to_device(batch, torch.device("cpu"))
-            results = {}
-            for dtype in (None, torch.bfloat16):
-                results[dtype] = predict(model, selector, make_source(images, config, splits, dtype), amp_dtype=dtype)
-            for row in compare(results[None], results[torch.bfloat16], targets, tasks):
-                rows.append({"split": split, "image": len(rows)} | row)
+        for batch in run.batches(run.loader(split)):
+            for group in batch.groups(args.batch):
+                results = {}
+                for dtype in (None, torch.bfloat16):
+                    with opened(group.source(dtype or torch.float32)) as source:
+                        results[dtype] = predict(run.model, run.selector, source, amp_dtype=dtype)
+                for row in compare(results[None], results[torch.bfloat16], group.targets, run.model.tasks):
+                    rows.append({"split": split, "image": len(rows)} | row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    summarise(rows, selector.num_salient)
+    summarise(rows, run.selector.num_salient)
 
 
 def summarise(rows: list[dict[str, object]], num_salient: int) -> None:

@@ -107,7 +107,8 @@ def main() -> None:
                           f"(busy before {busy:.0%})", flush=True)  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        # an older checkout's bench may write fewer columns: every column any row has, blank where missing
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for row in rows for key in row)))
         writer.writeheader()
         writer.writerows(rows)
     summarise(rows, labels)
