@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dbps.patches import PatchSource
+from dbps.selection import PatchSelector
 from dbps.wsi import SlidePatches, SlideReader, open_slide, read_patch, write_coords
 
 pytest_plugins = ["tests.wsi_data"]
@@ -110,6 +111,46 @@ def test_memory_is_flat_in_the_number_of_patches() -> None:
             peaks.append(tracemalloc.get_traced_memory()[1])
             tracemalloc.stop()
     assert peaks[1] < 1.5 * peaks[0]  # 16× the patches, about the same peak
+
+
+def test_a_source_keeps_no_python_objects_per_patch() -> None:
+    """The index of a slide's patches is its (N, 2) array, not N Python objects (a list costs ~140 bytes a patch)."""
+    import tracemalloc
+
+    count = 200_000
+    coords = np.stack([np.arange(count) % 600 * 256, np.arange(count) // 600 * 256], axis=1)
+    tracemalloc.start()
+    with SlidePatches(CountingSlide(), coords, 256, 32) as source:
+        held = tracemalloc.get_traced_memory()[0]
+        assert source.fetch(torch.tensor([[count - 1]])).shape == (1, 1, 3, 32, 32)
+    tracemalloc.stop()
+    assert held < 1_000_000  # 16 bytes a patch would be 3.2 MB; the coordinates array itself is shared
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps"])
+def test_a_training_step_reads_the_slide_at_most_two_chunks_ahead_of_the_encoder(method: str) -> None:
+    """Selection streams the slide: patches read but not yet embedded never exceed the chunk and the prefetched one."""
+    from dbps.engine.step import forward_backward
+    from tests.conftest import tiny_model
+
+    slide, chunk, salient = CountingSlide(), 16, 4
+    coords = np.stack([np.arange(256) % 16 * 256, np.arange(256) // 16 * 256], axis=1)
+    model = tiny_model(in_chans=3)
+    embedded, ahead = [0], []
+    embed = model.embed
+
+    def counting_embed(patches: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            ahead.append(slide.reads - embedded[0])
+            embedded[0] += patches.shape[0]
+        return embed(patches)
+
+    model.embed = counting_embed  # type: ignore[method-assign]
+    selector = PatchSelector(method, num_salient=salient, chunk_size=chunk, num_context=4 if method == "dbps" else None)
+    with SlidePatches(slide, coords, 64, 16, num_workers=2) as source:
+        forward_backward(model, selector, source, {"label": torch.tensor([1])})
+    assert embedded[0] == len(coords) and slide.reads == len(coords) + salient  # each read once, the M again
+    assert len(ahead) == len(coords) // chunk and max(ahead) <= 2 * chunk
 
 
 def test_patches_from_a_coordinate_file_of_a_real_slide(he_pyramid, tmp_path) -> None:
