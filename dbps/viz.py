@@ -57,3 +57,37 @@ def save_heatmap(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_learning_curve(rows: list[dict[str, str]], metrics: list[str], path: Path) -> None:
+    """Write a two-panel PNG of a run's metrics.csv rows: losses, and validation metrics, per epoch.
+
+    Args:
+        rows: metrics.csv rows (`epoch`, `train_loss`, `val_loss`, `val_<task>_<metric>` …).
+        metrics: the `val_…` columns to draw on the right (each task's own metric), as fractions.
+        path: PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def column(name: str) -> list[float]:
+        return [float(row.get(name) or "nan") for row in rows]
+
+    epochs = [int(row["epoch"]) for row in rows]
+    fig, (losses, scores) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for name, label in (("train_loss", "training"), ("val_loss", "validation")):
+        losses.plot(epochs, column(name), marker="o", label=label)
+    for name in metrics:
+        scores.plot(epochs, [100 * v for v in column(name)], marker="o", label=name.removeprefix("val_"))
+    losses.set(xlabel="epoch", ylabel="loss", title="loss")
+    scores.set(xlabel="epoch", ylabel="%", title="validation")
+    for ax in (losses, scores):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

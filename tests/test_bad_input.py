@@ -329,7 +329,8 @@ def test_odd_but_accepted_values_get_a_note(world) -> None:
     from dbps.config import load_config
     from dbps.engine.build import prepare_data
 
-    config, _ = load_config("quickstart", [f"data.root={world['data']}", "data.generate=null", "M=16", "I=100"])
+    config, _ = load_config("quickstart", [f"data.root={world['data']}", "data.generate=null", "M=16", "I=100",
+                                          "patches.size=50", "patches.stride=null"])
     _, notes = prepare_data(config, progress=False)
     assert any(note.startswith("M (selection.num_salient) = 16 ≥ the 4 patches") for note in notes), notes
     assert any("every patch is selected" in note for note in notes)

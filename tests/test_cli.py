@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from dbps.cli import COMMANDS, build_parser, main
 
@@ -42,6 +43,9 @@ def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
     assert trained.returncode == 0, trained.stderr
     assert "finished" in trained.stdout and str(run) in trained.stdout
     assert {"config.yaml", "metrics.csv", "best.pt", "last.pt", "summary.json"} <= {p.name for p in run.iterdir()}
+    assert f"look at: learning-curve.png, heatmaps/ (4 test images), confusion-test-*.png in {run}" in trained.stdout
+    assert Image.open(run / "learning-curve.png").size == (1100, 450)
+    assert sorted(p.name for p in (run / "heatmaps").iterdir()) == [f"test-000{i}.png" for i in range(4)]
 
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["selection"]["num_salient"] == 2 and config["train"]["micro_batch_size"] == 2

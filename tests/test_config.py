@@ -202,7 +202,8 @@ def test_saved_config_is_plain_yaml(tmp_path) -> None:
     config, _ = load_config("quickstart")
     save_config(config, tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
-    assert data["selection"]["method"] == "dbps" and data["patches"]["size"] == [50, 50]
+    assert data["selection"]["method"] == "dbps" and data["patches"]["size"] == [56, 56]
+    assert data["patches"]["stride"] == [28, 28]
 
 
 @pytest.mark.parametrize("dataset", sorted(ref.HEAD_SHAPES))

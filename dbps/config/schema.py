@@ -163,6 +163,7 @@ class LogConfig:
     wandb: bool = False
     swanlab: bool = False
     progress: bool = True
+    heatmaps: int = 4  # attention maps of this many test instances drawn at the end of training (0: none)
 
 
 @dataclass
@@ -254,6 +255,8 @@ def _validate_ranges(config: Config, errors: list[str]) -> None:
             errors.append(f"{key}: must be in [0, 1), got {value}")
     if d.num_workers < 0:
         errors.append(f"data.num_workers: must be ≥ 0 (0 loads in the main process), got {d.num_workers}")
+    if config.log.heatmaps < 0:
+        errors.append(f"log.heatmaps: must be ≥ 0 (0 draws none), got {config.log.heatmaps}")
     if d.generate is not None:
         minimum = {"n_train": 1, "n_test": 1, "size": 1, "n_noise": 0, "seed": 0}
         errors += [f"data.generate.{key}: must be ≥ {low}, got {getattr(d.generate, key)}"

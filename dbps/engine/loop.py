@@ -7,6 +7,7 @@ function of (seed, epoch). Over several processes (torchrun), rank 0 alone write
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from contextlib import nullcontext
@@ -223,8 +224,35 @@ class Trainer:
         }  # fmt: skip
         if self.dist.is_main:
             write_reports(test, run.model.tasks, self.run_dir, "test", instance_names(run.data.test))
+            summary["pictures"] = self._pictures()
             write_json(self.run_dir / "summary.json", summary)
         return summary
+
+    def _pictures(self) -> list[str]:
+        """The learning curve and the attention maps of the first `log.heatmaps` test instances (best.pt).
+
+        Drawn once training and testing are done: a failure here is reported and leaves the run as it is.
+        """
+        from torch.utils.data import Subset
+
+        from dbps.engine.predictions import predict_rows
+        from dbps.viz import save_learning_curve
+
+        run, drawn = self.run, []
+        try:
+            with (self.run_dir / "metrics.csv").open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            metrics = [f"val_{task.name}_{task.metric}" for task in run.model.tasks]
+            save_learning_curve(rows, metrics, self.run_dir / "learning-curve.png")
+            drawn.append("learning-curve.png")
+            count = min(run.config.log.heatmaps, len(run.data.test))
+            if count:
+                test = Subset(run.data.test, range(count))  # type: ignore[arg-type]
+                predict_rows(run, test, self.run_dir / "heatmaps", prefix="test")
+                drawn.append(f"heatmaps/ ({count} test {'bags' if run.data.feature_dim else 'images'})")
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("pictures not drawn (the run itself is complete): %s", exc)
+        return drawn
 
 
 def fit(run: Run, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
