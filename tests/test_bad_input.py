@@ -52,6 +52,7 @@ CASES = [
     ("negative-weight-decay", f"{TRAIN} wd=-1", ["train.weight_decay", "-1"]),
     ("dropout-above-one", f"{TRAIN} dropout=1.5", ["model.dropout", "1.5"]),
     ("negative-workers", f"{TRAIN} data.num_workers=-1", ["data.num_workers", "-1"]),
+    ("negative-heatmaps", f"{TRAIN} log.heatmaps=-1", ["log.heatmaps", "-1"]),
     ("negative-seed", f"{TRAIN} seed=-1", ["train.seed", "-1"]),
     ("micro-batch", f"{TRAIN} B_seq=3", ["train.micro_batch_size", "3"]),
     ("every-problem-at-once", f"{TRAIN} lr=0 wd=-1 seed=-1", ["train.lr", "train.weight_decay", "train.seed"]),
