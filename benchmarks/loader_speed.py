@@ -9,7 +9,6 @@ With --augment it also times the training augmentation (colour jitter + translat
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import PIL
 import torch
 from PIL import Image
 
+from dbps.bench import cpu_name
 from dbps.data import Collate, ImageDataset, PatchSpec, SplitFiles, TrainAugment, build_loader
 
 PHOTOS = ("retina.jpg", "hubble_deep_field.jpg", "motorcycle_left.png", "coffee.png", "astronaut.png", "rocket.jpg")
@@ -111,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = make_jpegs(Path(folder), args.images, *args.native)
         rate = loader_rate(paths, args.size, args.workers, args.batch, args.patch, args.epochs)
-        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+        machine = f"{cpu_name()}, {torch.get_num_threads()} threads"
         versions = f"torch {torch.__version__}, Pillow {PIL.__version__}"
         native, size = "×".join(map(str, args.native)), "×".join(map(str, args.size))
         print(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from dbps.bench import cpu_model
 from dbps.wsi import TileSettings, count_coords, list_slides, tile_slides, write_synthetic_slide
 
 SMALL_SIDE = 8192  # the validation and test slides: a few hundred patches, so evaluation costs little
@@ -160,18 +160,8 @@ def write_csv(path: Path, rows: list[Measurement], chunk: int) -> None:
             writer.writerow([
                 row.slide, row.tissue_patches, row.method, 100, chunk, 100 if row.method == "dbps" else 0, row.steps,
                 f"{row.seconds_per_step:.1f}", f"{row.peak_rss_mb:.1f}", f"{row.max_rss_mb:.1f}",
-                f"{row.peak_rss_mb / base[row.method]:.3f}", cpu_name(), os.cpu_count(), torch.__version__,
+                f"{row.peak_rss_mb / base[row.method]:.3f}", cpu_model(), os.cpu_count(), torch.__version__,
             ])  # fmt: skip
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it (the platform's processor string elsewhere)."""
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "cpu"
 
 
 def main() -> None:

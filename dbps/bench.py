@@ -273,12 +273,17 @@ def _describe(r: BenchResult) -> str:
             f"{r.images_per_s:8.1f} img/s  peak {r.peak_memory_mb:8.1f} MB")  # fmt: skip
 
 
-def cpu_name() -> str:
-    """The CPU's model name and logical core count (from /proc/cpuinfo on Linux)."""
+def cpu_model() -> str:
+    """The CPU model as /proc/cpuinfo names it on Linux (the platform's processor string elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return f"{names[0] if names else platform.processor() or 'cpu'} ({os.cpu_count()} cores)"
+    return names[0] if names else platform.processor() or "cpu"
+
+
+def cpu_name() -> str:
+    """The CPU's model name and logical core count."""
+    return f"{cpu_model()} ({os.cpu_count()} cores)"
 
 
 def write_csv(results: list[BenchResult], path: Path) -> None:

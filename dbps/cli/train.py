@@ -155,6 +155,8 @@ def _report(summary: dict, run_dir: Path) -> str:
         f"peak memory {summary['peak_memory_mb']:.0f} MB on {summary['device']}"
     )
     lines.append(f"files: config.yaml, metrics.csv (per epoch), best.pt, last.pt, summary.json in {run_dir}")
-    pictures = [*summary.get("pictures", []), "confusion-test-*.png"]
-    lines.append(f"look at: {', '.join(pictures)} in {run_dir}")
+    confusion = ["confusion-test-*.png"] if any(run_dir.glob("confusion-test-*.png")) else []
+    pictures = [*summary.get("pictures", []), *confusion]
+    if pictures:
+        lines.append(f"look at: {', '.join(pictures)} in {run_dir}")
     return "\n".join(lines) + "\n" + json.dumps(summary["test"])
