@@ -60,11 +60,13 @@ def save_heatmap(
 
 
 def save_learning_curve(rows: list[dict[str, str]], metrics: list[str], path: Path) -> None:
-    """Write a two-panel PNG of a run's metrics.csv rows: losses, and validation metrics, per epoch.
+    """Write a two-panel PNG of a run's metrics.csv rows: losses, and each task's metric, per epoch.
 
     Args:
-        rows: metrics.csv rows (`epoch`, `train_loss`, `val_loss`, `val_<task>_<metric>` …).
-        metrics: the `val_…` columns to draw on the right (each task's own metric), as fractions.
+        rows: metrics.csv rows (`epoch`, `train_loss`, `val_loss`, `val_<task>_<metric>`, and `test_…` when the
+            test split was evaluated every epoch).
+        metrics: the `<task>_<metric>` columns to draw on the right (each task's own metric), as fractions:
+            validation solid, test dashed, whichever the rows hold.
         path: PNG path.
     """
     import matplotlib
@@ -75,17 +77,23 @@ def save_learning_curve(rows: list[dict[str, str]], metrics: list[str], path: Pa
     def column(name: str) -> list[float]:
         return [float(row.get(name) or "nan") for row in rows]
 
+    present = set(rows[0]) if rows else set()
     epochs = [int(row["epoch"]) for row in rows]
     fig, (losses, scores) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, label in (("train_loss", "training"), ("val_loss", "validation")):
-        losses.plot(epochs, column(name), marker="o", label=label)
-    for name in metrics:
-        scores.plot(epochs, [100 * v for v in column(name)], marker="o", label=name.removeprefix("val_"))
+    for name, label in (("train_loss", "training"), ("val_loss", "validation"), ("test_loss", "test")):
+        if name in present:
+            losses.plot(epochs, column(name), marker="o", label=label)
+    for split, style in (("val", "-"), ("test", "--")):
+        for name in metrics:
+            if f"{split}_{name}" in present:
+                scores.plot(epochs, [100 * v for v in column(f"{split}_{name}")], style, marker="o",
+                            label=f"{name} ({'validation' if split == 'val' else 'test'})")
     losses.set(xlabel="epoch", ylabel="loss", title="loss")
-    scores.set(xlabel="epoch", ylabel="%", title="validation")
+    scores.set(xlabel="epoch", ylabel="%", title="metrics")
     for ax in (losses, scores):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

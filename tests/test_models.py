@@ -148,3 +148,14 @@ def test_projector_takes_a_single_embedding_in_training() -> None:
     assert one.shape == (1, 4) and torch.equal(projector.project[2].running_mean, before)
     projector(torch.randn(5, 6))  # several: batch statistics, running statistics updated
     assert not torch.equal(projector.project[2].running_mean, before)
+
+
+def test_zero_init_last_sets_the_last_batchnorm_of_each_residual_block() -> None:
+    def last_gammas(**kwargs: object) -> set[float]:
+        encoder = create_encoder("resnet18", in_chans=1, stages=2, **kwargs)
+        return {float(v) for name, p in encoder.named_parameters() if name.endswith("bn2.weight") for v in p.flatten()}
+
+    assert last_gammas(zero_init_last=True) == {0.0}
+    assert last_gammas(zero_init_last=False) == {1.0}
+    with pytest.raises(ValueError, match="no zero_init_last"):
+        create_encoder("vit_tiny_patch16_224", in_chans=1, zero_init_last=False)

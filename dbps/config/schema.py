@@ -45,7 +45,7 @@ class DataConfig:
 
     name: str = "megapixel_mnist"  # a dataset kind or a reference name: `dbps datasets` lists them
     root: str = "data/megapixel-mnist"
-    val_fraction: float = 0.1  # carved from train when the dataset has no validation split
+    val_fraction: float = 0.1  # carved from train when the dataset has no validation split; 0: none (best = last)
     num_workers: int = 2
     pin_memory: bool = True
     generate: GenerateConfig | None = None
@@ -102,6 +102,9 @@ class ModelConfig:
     in_chans: int | None = None  # defaults to the dataset's channels
     pretrained: bool = False  # timm hub weights (needs network); prefer `weights`
     weights: str | None = None  # local encoder weights file
+    # γ = 0 on the last BatchNorm of each residual block at initialisation (timm's default for ResNets); None: the
+    # encoder's own default. Matters only for encoders trained from random weights.
+    zero_init_last: bool | None = None
     aggregator: str = "DA"
     dim: int = 128
     heads: int = 8
@@ -164,6 +167,7 @@ class LogConfig:
     swanlab: bool = False
     progress: bool = True
     heatmaps: int = 4  # attention maps of this many test instances drawn at the end of training (0: none)
+    test_every_epoch: bool = False  # also evaluate the test split after each epoch (learning curves; not selection)
 
 
 @dataclass

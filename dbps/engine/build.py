@@ -156,7 +156,8 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
     notes = []
     if data.generate is not None and data.name not in ("megapixel_mnist", "mnist"):
         notes.append(f"data.generate: ignored, only Megapixel MNIST is generated (the data is {data.name!r})")
-    elif data.generate is not None and not (Path(data.root) / "meta.json").is_file():
+    elif data.generate is not None and not any((Path(data.root) / name).is_file()
+                                               for name in ("meta.json", "parameters.json")):  # ours or the reference's
         if not generate:
             raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
         log.info("generating Megapixel MNIST into %s", data.root)
@@ -166,6 +167,9 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
             raise ConfigError(f"data.generate: {exc}") from None
     splits = dataset_kind(data.name)(data_request(config))
     notes += splits.notes
+    if not len(splits.val):  # type: ignore[arg-type]
+        notes.append("no validation split (data.val_fraction = 0): every training image trains, and best.pt is the "
+                     "last epoch's weights")
     if splits.image_size is not None:
         height, width = splits.image_size
         try:
@@ -227,7 +231,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     try:
         encoder = create_encoder(
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
-            weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim,
+            weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim, zero_init_last=m.zero_init_last,
         )  # fmt: skip
     except PretrainedWeightsUnavailable as exc:
         raise ConfigError(f"model.pretrained: {exc}") from None

@@ -59,6 +59,7 @@ class Trainer:
         self.sampler = run.train_sampler()
         self.train_loader = run.loader_for(run.data.train, sampler=self.sampler)
         self.val_loader = run.loader("val")
+        self.test_loader = run.loader("test")
         self.total_steps = t.epochs * self.sampler.num_batches
         self.warmup_steps = round(t.warmup_epochs * self.sampler.num_batches)
         self.generator = torch.Generator(run.device).manual_seed(t.seed + self.dist.rank)
@@ -180,22 +181,27 @@ class Trainer:
     def _end_epoch(self, stats: dict[str, float]) -> None:
         run, state = self.run, self.state
         seconds, images = state.epoch_seconds, state.epoch_images
-        val = evaluate(run, self.val_loader, desc="validate")
+        # Without a validation split the latest epoch is the best one: its score is the epoch number.
+        val = evaluate(run, self.val_loader, desc="validate") if len(run.data.val) else None
+        test = evaluate(run, self.test_loader, desc="test") if self.config.log.test_every_epoch else None
         epoch_peak = peak_memory_bytes(run.device)
         state.peak_memory = max(state.peak_memory, epoch_peak)
         state.train_seconds += seconds
         state.train_images += images
         state.finish_epoch()
-        row = {"epoch": state.epoch, "train_loss": stats["train_loss"], "lr": stats["lr"]} | val.row("val")
+        row = {"epoch": state.epoch, "train_loss": stats["train_loss"], "lr": stats["lr"]}
+        row |= (val.row("val") if val else {}) | (test.row("test") if test else {})
         row |= {"seconds": round(seconds, 3), "images_per_s": images / max(seconds, 1e-9),
                 "peak_memory_mb": round(epoch_peak / MB, 1), "skipped_steps": state.skipped_steps}  # fmt: skip
-        improved = val.score > state.best_score or state.best_epoch < 0
+        score = val.score if val else float(state.epoch)
+        improved = score > state.best_score or state.best_epoch < 0
         if improved:
-            state.best_score, state.best_epoch = val.score, state.epoch
+            state.best_score, state.best_epoch = score, state.epoch
         if self.loggers is not None:
             self.loggers.log(row)
         self._save({"best.pt", "last.pt"} if improved else {"last.pt"}, metrics=row)
-        log.info("epoch %d: train loss %.4f, val score %.4f", state.epoch, stats["train_loss"], val.score)
+        log.info("epoch %d: train loss %.4f%s", state.epoch, stats["train_loss"],
+                 f", val score {score:.4f}" if val else "")
 
     def _save(self, names: set[str], metrics: dict[str, Any]) -> None:
         """Checkpoints written atomically by rank 0 (best.pt before last.pt, so a crash between them is safe)."""
@@ -213,10 +219,10 @@ class Trainer:
     def _test(self) -> dict[str, Any]:
         state, run = self.state, self.run
         run.model.load_state_dict(load_checkpoint(self.run_dir / "best.pt")["model"])
-        test = evaluate(run, run.loader("test"), desc="test")
+        test = evaluate(run, self.test_loader, desc="test")
         summary = {
             "test": test.metrics, "test_loss": test.loss, "test_score": test.score,
-            "best_epoch": state.best_epoch, "best_val_score": state.best_score,
+            "best_epoch": state.best_epoch, "best_val_score": state.best_score if len(run.data.val) else None,
             "train_seconds": round(state.train_seconds, 2),
             "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
             "peak_memory_mb": round(state.peak_memory / MB, 1), "skipped_steps": state.skipped_steps,
@@ -242,7 +248,7 @@ class Trainer:
         try:
             with (self.run_dir / "metrics.csv").open(newline="") as handle:
                 rows = list(csv.DictReader(handle))
-            metrics = [f"val_{task.name}_{task.metric}" for task in run.model.tasks]
+            metrics = [f"{task.name}_{task.metric}" for task in run.model.tasks]
             save_learning_curve(rows, metrics, self.run_dir / "learning-curve.png")
             drawn.append("learning-curve.png")
             count = min(run.config.log.heatmaps, len(run.data.test))

@@ -121,17 +121,22 @@ def timm_encoder(
     stages: int | None = None,
     weights: str | Path | None = None,
     pretrained: bool = False,
+    zero_init_last: bool | None = None,
 ) -> PatchEncoder:
     """A timm backbone as a pooled feature extractor, truncated after `stages` stages when given.
 
     `stages=2` on 'resnet18' keeps the stem, layer1 and layer2 (128-d): the Megapixel MNIST encoder.
     `pretrained=True` fetches timm's hub weights (needs a network); `weights` reads a local file instead.
+    `zero_init_last` (residual networks): γ = 0 on each block's last BatchNorm at initialisation; None keeps the
+    model's default (timm: True; torchvision and the IPS reference: False).
     """
     import timm
 
     if not timm.is_model(name):
         raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
     kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
+    if zero_init_last is not None:
+        kwargs["zero_init_last"] = zero_init_last
     if weights is not None:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(_weights_file(weights))})
     missing: list[str] = []
@@ -141,6 +146,10 @@ def timm_encoder(
                 backbone = timm.create_model(name, num_classes=0, **kwargs)
             else:
                 features = timm.create_model(name, num_classes=0, features_only=True, out_indices=(stages,), **kwargs)
+    except TypeError as exc:
+        if zero_init_last is not None and "zero_init_last" in str(exc):
+            raise ValueError(f"{name!r} has no zero_init_last setting (residual networks have it)") from None
+        raise
     except Exception as exc:  # torch and safetensors raise several types for files they cannot read
         if weights is not None:
             raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({_first_line(exc)})") from None
@@ -189,6 +198,7 @@ def create_encoder(
     weights: str | Path | None = None,
     pretrained: bool = False,
     in_dim: int | None = None,
+    zero_init_last: bool | None = None,
 ) -> PatchEncoder:
     """Build a patch encoder by name, projected to `dim` when its output width differs.
 
@@ -200,6 +210,8 @@ def create_encoder(
         weights: a local weights file (timm: .safetensors/.pth/.bin; others: a torch state dict).
         pretrained: timm hub weights (needs a network).
         in_dim: feature width F, for 'projector'.
+        zero_init_last: timm residual networks: γ = 0 on each block's last BatchNorm at initialisation (None: the
+            model's default).
     """
     if name in ENCODERS:
         if name.lower() == "projector":
@@ -212,7 +224,8 @@ def create_encoder(
         if weights is not None:
             _load_weights(encoder, _weights_file(weights))
         return encoder
-    base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights, pretrained=pretrained)
+    base = timm_encoder(name, in_chans=in_chans, stages=stages, weights=weights, pretrained=pretrained,
+                        zero_init_last=zero_init_last)
     return PatchEncoder(base.backbone, base.embed_dim, dim)
 
 

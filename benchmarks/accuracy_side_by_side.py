@@ -1,0 +1,315 @@
+"""Accuracy side by side: the IPS reference code and dbps `ips`, `dbps`, `dbps+` on the same Megapixel MNIST files.
+
+The reference generator (run by benchmarks/reference_ips.py) writes the data once; every run trains on all its
+training images with the same schedule, batch size, M, I, patch grid and encoder (ResNet-18 to layer2, D = 128,
+4 tasks), and is evaluated on the test images after every epoch, as the reference does. dbps runs with no
+validation split (`data.val_fraction=0`) and `log.test_every_epoch=true`, so both report the same thing: test
+accuracy per epoch, the last epoch's being the result. Each (method, seed) is one process; finished runs are kept
+and skipped when the script runs again, so it can be stopped and continued, and variants (one-change ablations)
+can be added to the same folder.
+
+    python benchmarks/accuracy_side_by_side.py --reference ../ips --out benchmarks/results/accuracy-cpu
+    python benchmarks/accuracy_side_by_side.py --reference ../ips --out DIR --methods ips --variant no-zero-init \\
+        model.zero_init_last=true                       # a one-change ablation of dbps, same data and seeds
+    python benchmarks/accuracy_side_by_side.py --out DIR --report     # table and curves of what DIR holds
+
+Writes into --out: data/ (the reference generator's files), runs/<variant>/<method>-seed<k>/ (each run's folder
+and log), epochs.csv (every run's test metrics per epoch), summary.md (final-epoch mean ± std over seeds) and
+curves.png (mean ± spread per epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from reference_ips import parse_test_epochs, reference_config  # noqa: E402
+
+TASKS = ("majority", "max", "top", "multi")
+PRESETS = {"ips": "mnist_ips", "dbps": "mnist_dbps", "dbps+": "mnist_dbps_plus"}
+METHODS = ("reference", *PRESETS)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Data and schedule shared by every run."""
+
+    size: int
+    n_train: int
+    n_test: int
+    n_noise: int
+    patch: int
+    num_salient: int
+    chunk: int
+    context: int
+    epochs: int
+    warmup: int
+    batch: int
+    lr: float
+
+    @property
+    def num_patches(self) -> int:
+        return (self.size // self.patch) ** 2
+
+
+SCALES = {
+    # 2-core CPU: 400² canvases (N = 64 patches of 50², two chunks of I = 32), M = 12 below the ~20 patches with ink.
+    "cpu": Scale(size=400, n_train=1500, n_test=300, n_noise=8, patch=50, num_salient=12, chunk=32, context=12,
+                 epochs=8, warmup=1, batch=16, lr=1e-3),
+    # The papers' Megapixel MNIST on one GPU: 1500², N = 900, M = I = 100, the reference generator's 5,000 / 1,000.
+    "gpu": Scale(size=1500, n_train=5000, n_test=1000, n_noise=50, patch=50, num_salient=100, chunk=100,
+                 context=100, epochs=12, warmup=2, batch=16, lr=1e-3),
+}
+
+
+def make_data(reference: Path, data: Path, scale: Scale, python: str) -> None:
+    """The reference generator's files in `data`, made once (kept when its parameters match)."""
+    params = data / "parameters.json"
+    wanted = {"n_train": scale.n_train, "n_test": scale.n_test, "width": scale.size, "height": scale.size,
+              "n_noise": scale.n_noise}
+    if params.is_file():
+        found = json.loads(params.read_text())
+        if all(found.get(key) == value for key, value in wanted.items()) and (data / "test.npy").is_file():
+            return
+        raise SystemExit(f"{data} holds another dataset ({found}); use another --out")
+    command = [python, str(HERE / "reference_ips.py"), "make-data", str(reference), str(data), "--size",
+               str(scale.size), "--n-train", str(scale.n_train), "--n-test", str(scale.n_test), "--n-noise",
+               str(scale.n_noise)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def dbps_overrides(method: str, scale: Scale, data: Path, seed: int) -> list[str]:
+    """The preset of `method` at `scale`, trained on every training image, tested after every epoch."""
+    overrides = [
+        f"data.root={data}", "data.val_fraction=0", "data.num_workers=1", f"patches.size={scale.patch}",
+        f"selection.num_salient={scale.num_salient}", f"selection.chunk_size={scale.chunk}",
+        f"train.epochs={scale.epochs}", f"train.warmup_epochs={scale.warmup}", f"train.batch_size={scale.batch}",
+        f"train.lr={scale.lr}", f"train.seed={seed}", "log.test_every_epoch=true", "log.heatmaps=0",
+        "log.progress=false", "log.tensorboard=false",
+    ]
+    if method == "dbps":
+        overrides.append(f"selection.num_context={scale.context}")
+    return overrides
+
+
+@dataclass(frozen=True)
+class Job:
+    variant: str
+    method: str
+    seed: int
+    folder: Path
+    command: list[str]
+
+    @property
+    def done(self) -> Path:
+        return self.folder / "epochs.json"
+
+
+def plan(args: argparse.Namespace, scale: Scale, data: Path) -> list[Job]:
+    jobs = []
+    for method in args.methods:
+        for seed in args.seeds:
+            folder = args.out / "runs" / args.variant / f"{method}-seed{seed}"
+            if method == "reference":
+                if args.overrides:
+                    raise SystemExit("--variant overrides apply to dbps methods only")
+                config = folder / "mnist_config.yml"
+                command = [args.python, str(HERE / "reference_ips.py"), "train", str(args.reference), str(config),
+                           str(folder / "work")]
+            else:
+                command = [args.python, "-m", "dbps", "train", "--config", PRESETS[method], "--out",
+                           str(folder / "run"), *dbps_overrides(method, scale, data, seed), *args.overrides]
+            jobs.append(Job(args.variant, method, seed, folder, command))
+    return jobs
+
+
+def run_job(job: Job, scale: Scale, data: Path, threads: int) -> None:
+    """Run one training process (skipped when done) and write its test metrics per epoch to epochs.json."""
+    if job.done.is_file():
+        return
+    job.folder.mkdir(parents=True, exist_ok=True)
+    if job.method == "reference":
+        (job.folder / "mnist_config.yml").write_text(reference_config(
+            size=scale.size, patch=scale.patch, n_train=scale.n_train, epochs=scale.epochs, warmup=scale.warmup,
+            batch=scale.batch, lr=scale.lr, num_salient=scale.num_salient, chunk=scale.chunk, seed=job.seed,
+            data=data,
+        ))
+    if (job.folder / "run").exists():  # an interrupted dbps run starts again from nothing
+        subprocess.run(["rm", "-rf", str(job.folder / "run")], check=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                        "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    log = job.folder / "log.txt"
+    start = time.perf_counter()
+    with log.open("w") as handle:
+        code = subprocess.run(job.command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    seconds = time.perf_counter() - start
+    if code != 0:
+        print(f"{job.variant} {job.method} seed {job.seed}: exit code {code}, see {log}", flush=True)
+        return
+    rows = reference_rows(log) if job.method == "reference" else dbps_rows(job.folder / "run" / "metrics.csv")
+    job.done.write_text(json.dumps({"seconds": round(seconds, 1), "threads": threads, "epochs": rows}, indent=1))
+    last = rows[-1] if rows else {}
+    print(f"{job.variant} {job.method} seed {job.seed}: {seconds:.0f} s, last epoch "
+          + ", ".join(f"{task} {100 * last.get(task, math.nan):.1f}" for task in TASKS), flush=True)
+
+
+def reference_rows(log: Path) -> list[dict[str, float]]:
+    return [{"epoch": row["epoch"], **{task: row[task] for task in TASKS if task in row}}
+            for row in parse_test_epochs(log.read_text())]
+
+
+def dbps_rows(metrics: Path) -> list[dict[str, float]]:
+    names = {"majority": "accuracy", "max": "accuracy", "top": "accuracy", "multi": "multilabel_accuracy"}
+    with metrics.open(newline="") as handle:
+        return [{"epoch": int(row["epoch"]), **{task: float(row[f"test_{task}_{metric}"])
+                                                for task, metric in names.items()}}
+                for row in csv.DictReader(handle)]
+
+
+def collect(out: Path) -> list[dict[str, object]]:
+    """Every finished run under out/runs as flat rows (variant, method, seed, epoch, tasks…)."""
+    rows = []
+    for done in sorted(out.glob("runs/*/*/epochs.json")):
+        variant, (method, seed) = done.parent.parent.name, done.parent.name.rsplit("-seed", 1)
+        record = json.loads(done.read_text())
+        for epoch in record["epochs"]:
+            rows.append({"variant": variant, "method": method, "seed": int(seed), "seconds": record["seconds"],
+                         **epoch})
+    return rows
+
+
+def groups(rows: list[dict[str, object]]) -> dict[tuple[str, str], dict[int, list[dict[str, object]]]]:
+    """{(variant, method): {seed: rows by epoch}}."""
+    found: dict[tuple[str, str], dict[int, list[dict[str, object]]]] = {}
+    for row in rows:
+        found.setdefault((str(row["variant"]), str(row["method"])), {}).setdefault(int(row["seed"]), []).append(row)
+    return found
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "–"
+    mean = 100 * statistics.fmean(values)
+    return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def summary_table(rows: list[dict[str, object]]) -> str:
+    """Markdown: per variant and method, the last epoch's test accuracy, mean ± std over seeds."""
+    lines = ["| variant | method | seeds | epochs | " + " | ".join(f"{t} %" for t in TASKS) + " | minutes per run |",
+             "|---|---|---|---|" + "---|" * len(TASKS) + "---|"]
+    for (variant, method), seeds in sorted(groups(rows).items(), key=lambda item: (item[0][0] != "base", item[0])):
+        finals = [max(runs, key=lambda r: int(r["epoch"])) for runs in seeds.values()]
+        epochs = sorted({int(final["epoch"]) for final in finals})
+        minutes = statistics.fmean(float(final["seconds"]) for final in finals) / 60
+        cells = [mean_std([float(final[t]) for final in finals if t in final]) for t in TASKS]
+        lines.append(f"| {variant} | {method} | {','.join(map(str, sorted(seeds)))} | "
+                     f"{'/'.join(map(str, epochs))} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def plot_curves(rows: list[dict[str, object]], path: Path, variants: list[str] | None = None) -> None:
+    """One panel per task: test accuracy per epoch, mean over seeds with the min–max band, per (variant, method)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 4), sharex=True)
+    for (variant, method), seeds in sorted(groups(rows).items()):
+        if variants is not None and variant not in variants:
+            continue
+        label = method if variant == "base" else f"{method} ({variant})"
+        epochs = sorted({int(r["epoch"]) for runs in seeds.values() for r in runs})
+        for ax, task in zip(axes, TASKS, strict=True):
+            per_epoch = [[100 * float(r[task]) for runs in seeds.values() for r in runs if int(r["epoch"]) == e]
+                         for e in epochs]
+            mean = [statistics.fmean(v) for v in per_epoch]
+            ax.plot(epochs, mean, marker="o", markersize=3, label=f"{label} (n={len(seeds)})",
+                    linestyle="--" if method == "reference" else "-")
+            ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.15)
+    for ax, task in zip(axes, TASKS, strict=True):
+        ax.set(title=task, xlabel="epoch", ylabel="test %" if task != "multi" else "test exact match %")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_reports(out: Path, scale: Scale | None) -> None:
+    rows = collect(out)
+    if not rows:
+        print(f"{out}: no finished runs yet")
+        return
+    with (out / "epochs.csv").open("w", newline="") as handle:
+        fields = ["variant", "method", "seed", "epoch", *TASKS, "seconds"]
+        writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    table = summary_table(rows)
+    header = f"Setting: {json.dumps(asdict(scale))}\n\n" if scale else ""
+    (out / "summary.md").write_text(header + table + "\n")
+    plot_curves(rows, out / "curves.png", ["base"])
+    print(table)
+
+
+def machine() -> str:
+    import torch
+
+    from dbps.bench import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, PyTorch {torch.__version__}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reference", type=Path, help="a checkout of github.com/benbergner/ips")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
+    parser.add_argument("--epochs", type=int, help="override the scale's number of epochs")
+    parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
+    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--variant", default="base", help="name of a dbps variant (its overrides follow)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dbps overrides of the variant")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--report", action="store_true", help="only write the table and curves of --out")
+    args = parser.parse_args()
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    scale = SCALES[args.scale]
+    if args.epochs:
+        scale = Scale(**asdict(scale) | {"epochs": args.epochs})
+    args.out = args.out.resolve()
+    if not args.report:
+        if args.reference is None:
+            parser.error("--reference (a checkout of the IPS code) is needed to make the data and run it")
+        args.reference = args.reference.resolve()
+        data = args.out / "data"
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "machine.txt").write_text(machine() + "\n")
+        make_data(args.reference, data, scale, args.python)
+        jobs = plan(args, scale, data)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda job: run_job(job, scale, data, args.threads), jobs))
+    write_reports(args.out, scale)
+
+
+if __name__ == "__main__":
+    main()
