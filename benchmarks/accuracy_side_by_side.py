@@ -73,23 +73,35 @@ SCALES = {
     # The papers' Megapixel MNIST on one GPU: 1500², N = 900, M = I = 100, the reference generator's 5,000 / 1,000.
     "gpu": Scale(size=1500, n_train=5000, n_test=1000, n_noise=50, patch=50, num_salient=100, chunk=100,
                  context=100, epochs=12, warmup=2, batch=16, lr=1e-3),
+    # A check that everything runs, in seconds (use with a small model given as overrides).
+    "dry": Scale(size=150, n_train=32, n_test=16, n_noise=2, patch=30, num_salient=4, chunk=10, context=4,
+                 epochs=1, warmup=0, batch=8, lr=1e-3),
 }
 
 
-def make_data(reference: Path, data: Path, scale: Scale, python: str) -> None:
-    """The reference generator's files in `data`, made once (kept when its parameters match)."""
-    params = data / "parameters.json"
+def make_data(reference: Path | None, data: Path, scale: Scale, python: str) -> None:
+    """The reference generator's files in `data` (dbps's own generator without a reference checkout), made once."""
+    found = data / "parameters.json" if reference else data / "meta.json"
     wanted = {"n_train": scale.n_train, "n_test": scale.n_test, "width": scale.size, "height": scale.size,
               "n_noise": scale.n_noise}
-    if params.is_file():
-        found = json.loads(params.read_text())
-        if all(found.get(key) == value for key, value in wanted.items()) and (data / "test.npy").is_file():
+    if found.is_file():
+        params = json.loads(found.read_text())
+        params |= {"width": params.get("spec", {}).get("size"), "height": params.get("spec", {}).get("size"),
+                   "n_noise": params.get("spec", {}).get("n_noise")} if not reference else {}
+        if all(params.get(key) == value for key, value in wanted.items()):
             return
-        raise SystemExit(f"{data} holds another dataset ({found}); use another --out")
-    command = [python, str(HERE / "reference_ips.py"), "make-data", str(reference), str(data), "--size",
-               str(scale.size), "--n-train", str(scale.n_train), "--n-test", str(scale.n_test), "--n-noise",
-               str(scale.n_noise)]
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        raise SystemExit(f"{data} holds another dataset ({params}); use another --out")
+    if data.exists():
+        raise SystemExit(f"{data} exists but holds no dataset of this kind; remove it or use another --out")
+    if reference:
+        command = [python, str(HERE / "reference_ips.py"), "make-data", str(reference), str(data), "--size",
+                   str(scale.size), "--n-train", str(scale.n_train), "--n-test", str(scale.n_test), "--n-noise",
+                   str(scale.n_noise)]
+    else:
+        command = [python, "-m", "dbps", "make-data", "megapixel-mnist", "--out", str(data), "--size",
+                   str(scale.size), "--n-train", str(scale.n_train), "--n-test", str(scale.n_test), "--noise",
+                   str(scale.n_noise)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": str(ROOT)})
 
 
 def dbps_overrides(method: str, scale: Scale, data: Path, seed: int) -> list[str]:
@@ -125,8 +137,6 @@ def plan(args: argparse.Namespace, scale: Scale, data: Path) -> list[Job]:
         for seed in args.seeds:
             folder = args.out / "runs" / args.variant / f"{method}-seed{seed}"
             if method == "reference":
-                if args.overrides:
-                    raise SystemExit("--variant overrides apply to dbps methods only")
                 config = folder / "mnist_config.yml"
                 command = [args.python, str(HERE / "reference_ips.py"), "train", str(args.reference), str(config),
                            str(folder / "work")]
@@ -137,8 +147,11 @@ def plan(args: argparse.Namespace, scale: Scale, data: Path) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job, scale: Scale, data: Path, threads: int) -> None:
-    """Run one training process (skipped when done) and write its test metrics per epoch to epochs.json."""
+def run_job(job: Job, scale: Scale, data: Path, threads: int, deadline: float) -> None:
+    """Run one training process (skipped when done) and write its test metrics per epoch to epochs.json.
+
+    A run stopped by the deadline or by an error keeps the epochs it finished, marked incomplete.
+    """
     if job.done.is_file():
         return
     job.folder.mkdir(parents=True, exist_ok=True)
@@ -155,15 +168,22 @@ def run_job(job: Job, scale: Scale, data: Path, threads: int) -> None:
     log = job.folder / "log.txt"
     start = time.perf_counter()
     with log.open("w") as handle:
-        code = subprocess.run(job.command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+        try:
+            code = subprocess.run(job.command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                  timeout=max(1.0, deadline - time.monotonic())).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
     seconds = time.perf_counter() - start
+    metrics = job.folder / "run" / "metrics.csv"
+    rows = reference_rows(log) if job.method == "reference" else dbps_rows(metrics) if metrics.is_file() else []
     if code != 0:
-        print(f"{job.variant} {job.method} seed {job.seed}: exit code {code}, see {log}", flush=True)
-        return
-    rows = reference_rows(log) if job.method == "reference" else dbps_rows(job.folder / "run" / "metrics.csv")
-    job.done.write_text(json.dumps({"seconds": round(seconds, 1), "threads": threads, "epochs": rows}, indent=1))
+        print(f"{job.variant} {job.method} seed {job.seed}: {code} after {len(rows)} epochs, see {log}", flush=True)
+        if not rows:
+            return
+    record = {"seconds": round(seconds, 1), "threads": threads, "complete": code == 0, "epochs": rows}
+    job.done.write_text(json.dumps(record, indent=1))
     last = rows[-1] if rows else {}
-    print(f"{job.variant} {job.method} seed {job.seed}: {seconds:.0f} s, last epoch "
+    print(f"{job.variant} {job.method} seed {job.seed}: {seconds:.0f} s, epoch {last.get('epoch')}: "
           + ", ".join(f"{task} {100 * last.get(task, math.nan):.1f}" for task in TASKS), flush=True)
 
 
@@ -188,7 +208,7 @@ def collect(out: Path) -> list[dict[str, object]]:
         record = json.loads(done.read_text())
         for epoch in record["epochs"]:
             rows.append({"variant": variant, "method": method, "seed": int(seed), "seconds": record["seconds"],
-                         **epoch})
+                         "complete": record.get("complete", True), **epoch})
     return rows
 
 
@@ -216,7 +236,8 @@ def summary_table(rows: list[dict[str, object]]) -> str:
         epochs = sorted({int(final["epoch"]) for final in finals})
         minutes = statistics.fmean(float(final["seconds"]) for final in finals) / 60
         cells = [mean_std([float(final[t]) for final in finals if t in final]) for t in TASKS]
-        lines.append(f"| {variant} | {method} | {','.join(map(str, sorted(seeds)))} | "
+        seed_list = ",".join(map(str, sorted(seeds)))
+        lines.append(f"| {variant} | {method} | {seed_list} | "
                      f"{'/'.join(map(str, epochs))} | " + " | ".join(cells) + f" | {minutes:.1f} |")
     return "\n".join(lines)
 
@@ -256,7 +277,7 @@ def write_reports(out: Path, scale: Scale | None) -> None:
         print(f"{out}: no finished runs yet")
         return
     with (out / "epochs.csv").open("w", newline="") as handle:
-        fields = ["variant", "method", "seed", "epoch", *TASKS, "seconds"]
+        fields = ["variant", "method", "seed", "epoch", *TASKS, "seconds", "complete"]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
@@ -277,16 +298,20 @@ def machine() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reference", type=Path, help="a checkout of github.com/benbergner/ips")
+    parser.add_argument("--reference", type=Path, help="a checkout of github.com/benbergner/ips: its generator "
+                        "makes the data (without it, `dbps make-data` does, and only dbps methods run)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu")
     parser.add_argument("--epochs", type=int, help="override the scale's number of epochs")
     parser.add_argument("--methods", type=lambda s: s.split(","), default=list(METHODS))
     parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--variant", default="base", help="name of a dbps variant (its overrides follow)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dbps overrides of the variant")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="overrides of the dbps runs (the variant's change, or e.g. train.device=cuda)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
+    parser.add_argument("--minutes", type=float, help="stop every run after this many minutes, keeping the epochs "
+                        "finished (marked incomplete)")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--report", action="store_true", help="only write the table and curves of --out")
     args = parser.parse_args()
@@ -298,16 +323,17 @@ def main() -> None:
         scale = Scale(**asdict(scale) | {"epochs": args.epochs})
     args.out = args.out.resolve()
     if not args.report:
-        if args.reference is None:
-            parser.error("--reference (a checkout of the IPS code) is needed to make the data and run it")
-        args.reference = args.reference.resolve()
+        if args.reference is None and "reference" in args.methods:
+            parser.error("method 'reference' needs --reference (a checkout of github.com/benbergner/ips)")
+        args.reference = args.reference.resolve() if args.reference else None
         data = args.out / "data"
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "machine.txt").write_text(machine() + "\n")
         make_data(args.reference, data, scale, args.python)
         jobs = plan(args, scale, data)
+        deadline = time.monotonic() + (args.minutes * 60 if args.minutes else math.inf)
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda job: run_job(job, scale, data, args.threads), jobs))
+            list(pool.map(lambda job: run_job(job, scale, data, args.threads, deadline), jobs))
     write_reports(args.out, scale)
 
 

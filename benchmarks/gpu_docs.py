@@ -19,6 +19,7 @@ RESULTS_INTRO = """# Results
 Figures measured by the project's own scripts, each with the machine and commit that produced it. The GPU sections
 are written by `bash benchmarks/gpu.sh` (see [benchmarks.md](benchmarks.md#gpu-suite)); re-running it replaces them.
 """
+ACCURACY_INTRO = "# Accuracy side by side\n"
 NOT_YET = "No GPU {what} measured yet: run `bash benchmarks/gpu.sh` on a CUDA machine."
 DRY_BANNER = "**DRY RUN on a CPU at a tiny size: these figures only show that the suite runs end to end.**\n\n"
 
@@ -76,6 +77,27 @@ def training_section(suite: Suite, rows: list[dict[str, str]]) -> str:
     )
 
 
+def accuracy_section(suite: Suite) -> str:
+    folder = suite.results / f"gpu-accuracy-{suite.tag}"
+    summary = folder / "summary.md"
+    if not summary.is_file():
+        return DRY_BANNER * suite.dry_run + NOT_YET.format(what="side-by-side accuracy")
+    stage = next((s for s in suite.stages if s.name == "accuracy"), None)
+    note = f" ({stage.status}: {stage.note})" if stage and stage.note else ""
+    return (
+        f"{DRY_BANNER * suite.dry_run}Measured by `bash benchmarks/gpu.sh --only accuracy` on "
+        f"{report.environment_line(suite.env)}{note}.\n\n"
+        "The IPS reference code and dbps `ips`, `dbps`, `dbps+` at the papers' Megapixel MNIST setting (the reference "
+        "generator's 5,000 training and 1,000 test images of 1500², N = 900 patches of 50², M = I = 100, S = 100 for "
+        "`dbps`, B = 16, lr 10⁻³ with a per-step warm-up and cosine, every training image used, test accuracy after "
+        "every epoch), one seed, all four at once on the GPU for as many epochs as the stage's budget allows (the "
+        "papers train 150). Final epoch:\n\n"
+        f"{summary.read_text().strip()}\n\n"
+        f"![learning curves](../benchmarks/results/{folder.name}/curves.png)\n\n"
+        f"Per epoch: [benchmarks/results/{folder.name}/epochs.csv](../benchmarks/results/{folder.name}/epochs.csv)."
+    )
+
+
 def run_section(suite: Suite, stages: list[dict], elapsed: float) -> str:
     return (
         f"{DRY_BANNER * suite.dry_run}The last run of `bash benchmarks/gpu.sh` on "
@@ -105,7 +127,7 @@ def write_outputs(suite: Suite, elapsed: float) -> None:
     record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     docs = suite.out / "docs"
     if suite.out != ROOT:
-        for name in ("benchmarks.md", "results.md"):
+        for name in ("benchmarks.md", "results.md", "accuracy.md"):
             if not (docs / name).exists() and (ROOT / "docs" / name).exists():
                 docs.mkdir(parents=True, exist_ok=True)
                 shutil.copy(ROOT / "docs" / name, docs / name)
@@ -113,6 +135,8 @@ def write_outputs(suite: Suite, elapsed: float) -> None:
     update_doc(docs / "benchmarks.md", {"bench": bench_section(suite, bench_rows, suite.path("bench", ".png"))})
     update_doc(docs / "results.md", {"training": training_section(suite, train_rows),
                                      "run": run_section(suite, stages, elapsed)}, RESULTS_INTRO)  # fmt: skip
+    if "accuracy" in suite.groups:
+        update_doc(docs / "accuracy.md", {"accuracy-gpu": accuracy_section(suite)}, ACCURACY_INTRO)
     written = [p for p in (suite.path("bench"), suite.path("bench", ".png"), suite.path("train"),
                            suite.path("train", "-epochs.csv"), record_path) if p.is_file()]  # fmt: skip
     print(f"\n{'=' * 30} GPU suite summary ({suite.tag}{', dry run' if suite.dry_run else ''}) {'=' * 30}")
@@ -125,7 +149,11 @@ def write_outputs(suite: Suite, elapsed: float) -> None:
         table = report.training_table(train_rows, with_reference=suite.plan.data_size == report.REFERENCE_SIZE)
         print(f"\nTraining, {suite.plan.epochs} epochs (in brackets: reference / published):\n{table}")
     print(f"\n{report.REFERENCE_LEGEND}")
+    if "accuracy" in suite.groups and (suite.results / f"gpu-accuracy-{suite.tag}" / "summary.md").is_file():
+        print(f"\nAccuracy side by side (final epoch):\n"
+              f"{(suite.results / f'gpu-accuracy-{suite.tag}' / 'summary.md').read_text().strip()}")
     print("\nWritten: " + ", ".join(str(p) for p in [*written, docs / "benchmarks.md", docs / "results.md"]))
     print(f"Logs, data and run folders: {suite.work}")
     if not suite.dry_run and suite.out == ROOT:
-        print("To keep these figures: git add benchmarks/results docs/benchmarks.md docs/results.md && git commit")
+        print("To keep these figures: git add benchmarks/results docs/benchmarks.md docs/results.md docs/accuracy.md "
+              "&& git commit")

@@ -55,6 +55,8 @@ class Plan:
     train_overrides: tuple[str, ...]
     budgets: dict[str, float]
     preset_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    accuracy_scale: str = "gpu"  # a scale of benchmarks/accuracy_side_by_side.py
+    accuracy_overrides: tuple[str, ...] = ("train.device=cuda", "data.num_workers=3")
 
 
 # One H100: the IPS code's 79.5 ms per 16-image step gives 282 steps × 79.5 ms = 22 s per epoch on 4,500 training
@@ -65,7 +67,8 @@ GPU = Plan(
     sizes=(1500, 3000, 4500, 6000), patch=50, bench_batch=16, bench_steps=20, bench_warmup=5,
     bench_overrides=("train.device=cuda",), data_size=1500, n_train=5000, n_test=1000, n_noise=50, epochs=12,
     warmup_epochs=2, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=4"),
-    budgets={"environment": 30, "gpu tests": 70, "bench": 200, "make data": 90, "train": 320, "eval": 35},
+    budgets={"environment": 30, "gpu tests": 70, "bench": 200, "make data": 90, "train": 320, "eval": 35,
+             "accuracy": 630},
 )  # fmt: skip
 # A GPU lent for 15 minutes of machine time, start-up included, runs commands of at most 10 minutes: the same
 # sizes and presets, fewer steps, images and epochs; the budgets add up to 8.5 minutes.
@@ -73,16 +76,20 @@ SHORT = Plan(
     sizes=(1500, 3000, 4500, 6000), patch=50, bench_batch=16, bench_steps=10, bench_warmup=3,
     bench_overrides=("train.device=cuda",), data_size=1500, n_train=2000, n_test=500, n_noise=50, epochs=4,
     warmup_epochs=1, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=8"),
-    budgets={"environment": 30, "gpu tests": 60, "bench": 140, "make data": 40, "train": 60, "eval": 20},
+    budgets={"environment": 30, "gpu tests": 60, "bench": 140, "make data": 40, "train": 60, "eval": 20,
+             "accuracy": 630},
 )  # fmt: skip
 DRY_RUN = Plan(
     sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=1, bench_overrides=(*TINY_MODEL, "S=4"),
     data_size=150, n_train=48, n_test=16, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
     train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0"),
-    budgets={"environment": 60, "gpu tests": 120, "bench": 120, "make data": 60, "train": 60, "eval": 60},
-    preset_overrides={"mnist_dbps": ("S=4",)},
+    budgets={"environment": 60, "gpu tests": 120, "bench": 120, "make data": 60, "train": 60, "eval": 60,
+             "accuracy": 120},
+    preset_overrides={"mnist_dbps": ("S=4",)}, accuracy_scale="dry",
+    accuracy_overrides=(*TINY_MODEL, "data.num_workers=0"),
 )  # fmt: skip
-GROUPS = ("tests", "bench", "train")
+GROUPS = ("tests", "bench", "train", "accuracy")
+REFERENCE_CHECKOUT = ROOT / "external" / "ips"  # `git clone https://github.com/benbergner/ips external/ips`
 
 
 class Suite:
@@ -98,6 +105,7 @@ class Suite:
         self.logs = work / "logs"
         self.stages: list[Stage] = []
         self.env: dict[str, object] = {}
+        self.reference = REFERENCE_CHECKOUT
 
     @property
     def tag(self) -> str:
@@ -127,7 +135,7 @@ class Suite:
     def stage_order() -> list[str]:
         """Every stage's name, in the order the suite runs them."""
         runs = [f"{kind} {preset}" for preset in PRESETS for kind in ("train", "eval")]
-        return ["environment", "gpu tests", "bench", "make data", *runs]
+        return ["environment", "gpu tests", "bench", "make data", *runs, "accuracy"]
 
     def log(self, name: str) -> Path:
         return self.logs / (name.replace(" ", "-") + ".log")
@@ -243,6 +251,29 @@ class Suite:
             stage.status, stage.note = "skipped", "no checkpoint"
         self.end(stage)
 
+    def accuracy(self, reference: Path) -> None:
+        """Stage 7: the IPS reference code beside dbps ips, dbps, dbps+ on its generator's files (one seed, every
+        run at once on the GPU), stopped at the budget with the epochs done; results under gpu-accuracy-<tag>/."""
+        stage = self.begin("accuracy")
+        out = self.work / "accuracy"
+        found = (reference / "main.py").is_file()
+        methods = ["reference", "ips", "dbps", "dbps+"] if found else ["ips", "dbps", "dbps+"]
+        minutes = max(0.5, (stage.budget_s - 60) / 60)  # a minute for the data and the report
+        cmd = [self.python, str(Path(__file__).with_name("accuracy_side_by_side.py")), "--out", str(out),
+               "--scale", self.plan.accuracy_scale, "--seeds", "0", "--methods", ",".join(methods),
+               "--jobs", str(len(methods)), "--threads", "3", "--minutes", f"{minutes:.1f}",
+               *(["--reference", str(reference)] if found else []),
+               *self.plan.accuracy_overrides]  # fmt: skip
+        run_stage(stage, cmd, self.log(stage.name))
+        folder = self.results / f"gpu-accuracy-{self.tag}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("summary.md", "epochs.csv", "curves.png"):
+            if (out / name).is_file():
+                shutil.copy(out / name, folder / name)
+        if not found:
+            stage.note = (f"without the IPS reference code (no checkout at {reference}); " + stage.note).strip("; ")
+        self.end(stage)
+
     def training_rows(self) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         """One summary row per preset and every epoch's row, from the run folders."""
         rows, epochs = [], []
@@ -280,6 +311,8 @@ class Suite:
             write_csv(rows, self.path("train"))
             if epochs:
                 write_csv(epochs, self.path("train", "-epochs.csv"))
+        if "accuracy" in self.groups:
+            self.accuracy(self.reference)
         write_outputs(self, time.perf_counter() - start)
         return 0 if all(s.status in {"ok", "reused", "skipped"} for s in self.stages) else 1
 
@@ -346,6 +379,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to train")
     parser.add_argument("--tag", help="file-name tag of the results (default: from the GPU name, e.g. h100)")
     parser.add_argument("--digits", help="full MNIST (.npz or IDX folder) for the generated images")
+    parser.add_argument("--reference", type=Path, default=REFERENCE_CHECKOUT,
+                        help="a checkout of github.com/benbergner/ips for the accuracy stage (default: %(default)s)")
     args = parser.parse_args(argv)
     args.groups = {g.strip() for g in args.only.split(",") if g.strip()}
     if args.groups - set(GROUPS):
@@ -366,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = DRY_RUN if args.dry_run else SHORT if args.short else GPU
     suite = Suite(plan, out, work, dry_run=args.dry_run, groups=args.groups, tag=args.tag,
                   digits=args.digits, presets=args.presets)  # fmt: skip
+    suite.reference = args.reference.resolve()
     return suite.run()
 
 

@@ -159,9 +159,10 @@ def _digest(path: Path) -> str:
 
 @pytest.mark.slow
 def test_dry_run_runs_every_stage_end_to_end(tmp_path: Path) -> None:
-    committed = {p: _digest(ROOT / p) for p in ("docs/benchmarks.md", "docs/results.md")}
+    committed = {p: _digest(ROOT / p) for p in ("docs/benchmarks.md", "docs/results.md", "docs/accuracy.md")}
     env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path)],
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path),
+                           "--reference", str(tmp_path / "no-ips-checkout")],
                           capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = tmp_path / "benchmarks" / "results"
@@ -180,9 +181,14 @@ def test_dry_run_runs_every_stage_end_to_end(tmp_path: Path) -> None:
         assert run["evaluated_by"] == "dbps eval" and float(run["ms_per_step"]) > 0
         assert all(0 <= float(run[task]) <= 100 for task in gpu_report.TASK_ORDER)
     assert len(gpu_stages.read_csv(results / "gpu-train-dryrun-epochs.csv")) == 3
-    docs = {name: (tmp_path / "docs" / name).read_text() for name in ("benchmarks.md", "results.md")}
+    accuracy = gpu_stages.read_csv(results / "gpu-accuracy-dryrun" / "epochs.csv")
+    assert sorted(r["method"] for r in accuracy) == ["dbps", "dbps+", "ips"]  # no reference checkout in a test
+    assert all(0 <= float(r["majority"]) <= 1 for r in accuracy)
+    assert (results / "gpu-accuracy-dryrun" / "curves.png").stat().st_size > 1000
+    docs = {name: (tmp_path / "docs" / name).read_text() for name in ("benchmarks.md", "results.md", "accuracy.md")}
     for name, sections, header in (("benchmarks.md", ["bench"], "| image | N | method | ms/step |"),
-                                   ("results.md", ["training", "run"], "| preset | method | epochs |")):  # fmt: skip
+                                   ("results.md", ["training", "run"], "| preset | method | epochs |"),
+                                   ("accuracy.md", ["accuracy-gpu"], "| variant | method | seeds |")):
         text = docs[name]
         for section in sections:
             begin, end = gpu_report.markers(section)
