@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from dbps.models.aggregators import Aggregator
@@ -59,13 +60,19 @@ class PatchClassifier(nn.Module):
         return self.encoder(patches)
 
     def _positioned(self, emb: Tensor, idx: Tensor) -> Tensor:
-        if not self.pos_enc:
-            return emb
-        return emb + sinusoidal_encoding(idx, emb.shape[-1]).to(emb.dtype)
+        """Float32 embeddings with the positional encoding added: the aggregator always runs in float32."""
+        emb = emb.float()
+        return emb + sinusoidal_encoding(idx, emb.shape[-1]) if self.pos_enc else emb
 
     def score(self, emb: Tensor, idx: Tensor) -> Tensor:
-        """Aggregator attention weights (B, n) over candidate embeddings (B, n, D) at patch indices (B, n)."""
-        return self.aggregator.score(self._positioned(emb, idx))
+        """Aggregator attention weights (B, n) over candidate embeddings (B, n, D) at patch indices (B, n).
+
+        Computed in float32 even under autocast: an untrained attention gives every candidate nearly the same
+        weight (1/n within about 1 %), and bf16's 8-bit mantissa would round those weights to a few distinct values,
+        so that ties, not the content, would decide which patches are selected.
+        """
+        with torch.autocast(emb.device.type, enabled=False):
+            return self.aggregator.score(self._positioned(emb, idx))
 
     def forward(
         self, salient_patches: Tensor, salient_idx: Tensor, context_emb: Tensor, context_idx: Tensor
@@ -85,5 +92,6 @@ class PatchClassifier(nn.Module):
         with batchnorm_mode(self.encoder, self.bn_mode):
             salient = self.embed(salient_patches.flatten(0, 1)).unflatten(0, (batch, num_salient))
         context = context_emb.detach()
-        tokens = self.aggregator(self._positioned(salient, salient_idx), self._positioned(context, context_idx))
-        return self.heads(tokens)
+        with torch.autocast(salient.device.type, enabled=False):  # the encoder is what autocast speeds up
+            tokens = self.aggregator(self._positioned(salient, salient_idx), self._positioned(context, context_idx))
+            return self.heads(tokens)
