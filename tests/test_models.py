@@ -14,6 +14,7 @@ from dbps.models import (
 )
 from dbps.models.encoders import WeightsFileError
 from dbps.tasks import TaskSpec, multitask_loss
+from tests.conftest import tiny_model
 
 COMMON = {"dim": 16, "num_tasks": 3, "heads": 4, "dim_key": 4, "dim_value": 4, "dim_ffn": 32}
 
@@ -159,3 +160,18 @@ def test_zero_init_last_sets_the_last_batchnorm_of_each_residual_block() -> None
     assert last_gammas(zero_init_last=False) == {1.0}
     with pytest.raises(ValueError, match="no zero_init_last"):
         create_encoder("vit_tiny_patch16_224", in_chans=1, zero_init_last=False)
+
+
+@pytest.mark.parametrize("name", ["CA", "DA", "AB", "ABX"])
+def test_scores_keep_float32_resolution_under_bf16_autocast(name: str) -> None:
+    # An untrained attention weights n candidates about 1/n each; bf16 would round them to a few values (ties).
+    model = tiny_model(name, dim=32, heads=2, tasks=[TaskSpec("a", 3), TaskSpec("b", 2)], pos_enc=True).eval()
+    emb, idx = torch.randn(2, 64, 32), torch.arange(64).repeat(2, 1)
+    seen = []
+    model.aggregator.register_forward_hook(lambda module, args, out: seen.append((args[0].dtype, out.dtype)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.score(emb.bfloat16().float(), idx)
+        model(torch.rand(2, 3, 1, 16, 16), idx[:, :3], emb[:, :4].bfloat16(), idx[:, 3:7])
+    assert mixed.dtype == torch.float32 and seen == [(torch.float32, torch.float32)]
+    torch.testing.assert_close(mixed, model.score(emb.bfloat16().float(), idx), rtol=0, atol=0)
+    assert all(len(torch.unique(row)) == 64 for row in mixed)  # every candidate keeps its own rank
