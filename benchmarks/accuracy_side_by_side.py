@@ -67,8 +67,10 @@ class Scale:
 
 
 SCALES = {
-    # 2-core CPU: 400² canvases (N = 64 patches of 50², two chunks of I = 32), M = 12 below the ~20 patches with ink.
-    "cpu": Scale(size=400, n_train=1500, n_test=300, n_noise=8, patch=50, num_salient=12, chunk=32, context=12,
+    # 2-core CPU: 400² canvases (N = 64 patches of 50², two chunks of I = 32), the scribbles scaled with the area
+    # (50 at 1500²), M = 16: as in the papers' setting, the buffer can hold every patch of a digit (about 12), but
+    # not every patch with ink (about 17), and 3 chunks of candidates are ranked per image.
+    "cpu": Scale(size=400, n_train=1500, n_test=300, n_noise=4, patch=50, num_salient=16, chunk=24, context=16,
                  epochs=8, warmup=1, batch=16, lr=1e-3),
     # The papers' Megapixel MNIST on one GPU: 1500², N = 900, M = I = 100, the reference generator's 5,000 / 1,000.
     "gpu": Scale(size=1500, n_train=5000, n_test=1000, n_noise=50, patch=50, num_salient=100, chunk=100,
@@ -147,7 +149,7 @@ def plan(args: argparse.Namespace, scale: Scale, data: Path) -> list[Job]:
     return jobs
 
 
-def run_job(job: Job, scale: Scale, data: Path, threads: int, deadline: float) -> None:
+def run_job(job: Job, scale: Scale, data: Path, threads: int, deadline: float, checkout: Path) -> None:
     """Run one training process (skipped when done) and write its test metrics per epoch to epochs.json.
 
     A run stopped by the deadline or by an error keeps the epochs it finished, marked incomplete.
@@ -164,12 +166,12 @@ def run_job(job: Job, scale: Scale, data: Path, threads: int, deadline: float) -
     if (job.folder / "run").exists():  # an interrupted dbps run starts again from nothing
         subprocess.run(["rm", "-rf", str(job.folder / "run")], check=True)
     env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                        "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+                        "PYTHONPATH": str(checkout), "HF_HUB_OFFLINE": "1"}
     log = job.folder / "log.txt"
     start = time.perf_counter()
     with log.open("w") as handle:
         try:
-            code = subprocess.run(job.command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            code = subprocess.run(job.command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=checkout,
                                   timeout=max(1.0, deadline - time.monotonic())).returncode
         except subprocess.TimeoutExpired:
             code = "timeout"
@@ -312,6 +314,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1)), help="threads per run")
     parser.add_argument("--minutes", type=float, help="stop every run after this many minutes, keeping the epochs "
                         "finished (marked incomplete)")
+    parser.add_argument("--checkout", type=Path, default=ROOT, help="the dbps checkout the dbps runs import "
+                        "(default: this one); e.g. a worktree of another commit, for a before/after")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--report", action="store_true", help="only write the table and curves of --out")
     args = parser.parse_args()
@@ -321,7 +325,7 @@ def main() -> None:
     scale = SCALES[args.scale]
     if args.epochs:
         scale = Scale(**asdict(scale) | {"epochs": args.epochs})
-    args.out = args.out.resolve()
+    args.out, args.checkout = args.out.resolve(), args.checkout.resolve()
     if not args.report:
         if args.reference is None and "reference" in args.methods:
             parser.error("method 'reference' needs --reference (a checkout of github.com/benbergner/ips)")
@@ -333,7 +337,7 @@ def main() -> None:
         jobs = plan(args, scale, data)
         deadline = time.monotonic() + (args.minutes * 60 if args.minutes else math.inf)
         with ThreadPoolExecutor(args.jobs) as pool:
-            list(pool.map(lambda job: run_job(job, scale, data, args.threads, deadline), jobs))
+            list(pool.map(lambda job: run_job(job, scale, data, args.threads, deadline, args.checkout), jobs))
     write_reports(args.out, scale)
 
 
