@@ -126,3 +126,40 @@ def test_same_weights_give_the_same_selection_predictions_and_gradients(use_pos:
              (ours["heads.heads.majority.weight"], net.output_layers["majority"][0].weight)]
     for mine, theirs in pairs:
         torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-4, rtol=1e-3)
+
+
+def test_five_training_steps_stay_in_lockstep_with_the_reference() -> None:
+    """Selection, BatchNorm running statistics and the folded no-gradient pass: the same weights after 5 steps.
+
+    Both use torch's optimisers; plain SGD here, because Adam's first steps move every weight by ±lr whatever the
+    size of its gradient, so that rounding-level differences of near-zero gradients would show as lr-sized ones."""
+    from dbps.engine.speed import speed_up_encoder
+    from dbps.engine.step import train_step
+
+    torch.manual_seed(0)
+    net = reference_net(use_pos=False)
+    model = dbps_model_with_the_weights_of(net)
+    speed_up_encoder(model.encoder, torch.device("cpu"), channels_last=True, fold_batchnorm=True, compile=False)
+    ref_opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    selector = PatchSelector("ips", num_salient=M, chunk_size=M)
+    net.train(), model.train()
+    for step in range(5):
+        x = images(seed=step)
+        targets = {"majority": torch.tensor([1, 2, 3]), "multi": (torch.rand(3, 10) > 0.5).float()}
+        ref_patches, ref_pos = net.ips(reference_patches(x))
+        out = net(ref_patches, ref_pos)
+        ref_loss = (torch.nn.functional.nll_loss(torch.log(out["majority"] + 1e-6), targets["majority"])
+                    + torch.nn.functional.binary_cross_entropy(out["multi"], targets["multi"])) / 2
+        ref_opt.zero_grad()
+        ref_loss.backward()
+        ref_opt.step()
+        result = train_step(model, selector, ImagePatches(x, PATCH), targets, opt)
+        assert torch.equal(ImagePatches(x, PATCH).fetch(result.selection.salient_idx), ref_patches), f"step {step}"
+        torch.testing.assert_close(result.loss, ref_loss.detach(), atol=1e-4, rtol=1e-4)
+    ours = dict(model.named_parameters()) | dict(model.named_buffers())
+    torch.testing.assert_close(ours["encoder.backbone.features.layer2.1.conv2.weight"],
+                               net.encoder[5][1].conv2.weight, atol=2e-4, rtol=1e-3)
+    torch.testing.assert_close(ours["encoder.backbone.features.layer1.0.bn1.running_var"],
+                               net.encoder[4][0].bn1.running_var, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(ours["aggregator.query"], net.transf.crs_attn.q, atol=1e-5, rtol=1e-4)
