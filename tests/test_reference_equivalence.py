@@ -139,7 +139,8 @@ def test_five_training_steps_stay_in_lockstep_with_the_reference() -> None:
     torch.manual_seed(0)
     net = reference_net(use_pos=False)
     model = dbps_model_with_the_weights_of(net)
-    speed_up_encoder(model.encoder, torch.device("cpu"), channels_last=True, fold_batchnorm=True, compile=False)
+    # channels-last convolutions round differently, and 5 steps amplify that: fold alone keeps the comparison exact
+    speed_up_encoder(model.encoder, torch.device("cpu"), channels_last=False, fold_batchnorm=True, compile=False)
     ref_opt = torch.optim.SGD(net.parameters(), lr=0.05)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     selector = PatchSelector("ips", num_salient=M, chunk_size=M)
@@ -159,7 +160,7 @@ def test_five_training_steps_stay_in_lockstep_with_the_reference() -> None:
         torch.testing.assert_close(result.loss, ref_loss.detach(), atol=1e-4, rtol=1e-4)
     ours = dict(model.named_parameters()) | dict(model.named_buffers())
     torch.testing.assert_close(ours["encoder.backbone.features.layer2.1.conv2.weight"],
-                               net.encoder[5][1].conv2.weight, atol=2e-4, rtol=1e-3)
+                               net.encoder[5][1].conv2.weight, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(ours["encoder.backbone.features.layer1.0.bn1.running_var"],
                                net.encoder[4][0].bn1.running_var, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(ours["aggregator.query"], net.transf.crs_attn.q, atol=1e-5, rtol=1e-4)
