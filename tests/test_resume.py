@@ -62,7 +62,7 @@ def assert_same_result(run: Path, reference: Path) -> None:
     """Test metrics, best.pt's weights and every epoch's metrics (but wall-clock columns) are identical."""
     summary, expected = (json.loads((p / "summary.json").read_text()) for p in (run, reference))
     assert summary["test"] == expected["test"] and summary["best_epoch"] == expected["best_epoch"]
-    best, expected_best = (torch.load(p / "best.pt", weights_only=False)["model"] for p in (run, reference))
+    best, expected_best = (torch.load(p / "best.pt", weights_only=True)["model"] for p in (run, reference))
     assert best.keys() == expected_best.keys()
     assert all(torch.equal(best[key], expected_best[key]) for key in best)
     rows, expected_rows = (
@@ -81,7 +81,7 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(data, uninterr
     process.kill()  # SIGKILL: no chance to clean up
     process.communicate()
     assert not (run / "summary.json").exists(), "the run finished before it was killed: make it longer"
-    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    state = torch.load(run / "last.pt", weights_only=True)["state"]
     resumed = dbps("train", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming run folder" in resumed.stderr
@@ -103,7 +103,7 @@ def test_sigterm_finishes_the_step_writes_last_pt_and_says_how_to_resume(data, u
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, err
     assert f"dbps train --resume {run}" in err and "Traceback" not in err
-    assert torch.load(run / "last.pt", weights_only=False)["state"]["step"] >= 1
+    assert torch.load(run / "last.pt", weights_only=True)["state"]["step"] >= 1
     resumed = dbps("train", "--resume", str(run))
     assert resumed.returncode == 0, resumed.stderr
     assert_same_result(run, uninterrupted)
@@ -165,7 +165,7 @@ def test_a_non_finite_step_is_skipped_and_counted(data, tmp_path, monkeypatch) -
     assert json.loads((run / "summary.json").read_text())["skipped_steps"] == 1
     row = next(csv.DictReader((run / "metrics.csv").open()))
     assert row["skipped_steps"] == "1" and float(row["train_loss"]) == float(row["train_loss"])  # not NaN
-    assert all(torch.isfinite(v).all() for v in torch.load(run / "best.pt", weights_only=False)["model"].values()
+    assert all(torch.isfinite(v).all() for v in torch.load(run / "best.pt", weights_only=True)["model"].values()
                if v.is_floating_point())  # fmt: skip
 
 
@@ -174,6 +174,6 @@ def test_too_many_non_finite_steps_in_a_row_stop_with_a_checkpoint(data, tmp_pat
     run = tmp_path / "run"
     assert main(["train", *ARGS, f"data.root={data}", "--out", str(run), "train.max_bad_steps=3"]) == 1
     assert "3 steps in a row had a non-finite loss or gradient" in caplog.text and "--resume" in caplog.text
-    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    state = torch.load(run / "last.pt", weights_only=True)["state"]
     assert (state["step"], state["skipped_steps"], state["bad_streak"]) == (5, 3, 3)
     assert not (run / "summary.json").exists()
