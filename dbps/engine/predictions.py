@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from dbps.data import instance_names
 from dbps.engine.build import Run
 from dbps.engine.step import autocast, predict
+from dbps.files import atomic_write
 from dbps.patches import PatchSource, opened
 from dbps.selection import PatchSelector, Selection
 from dbps.tasks import Activation
@@ -95,6 +96,6 @@ def _draw(group: object, source: PatchSource, selection: Selection, scores: np.n
     if reader is not None:
         thumbnail = reader.thumbnail(THUMBNAIL_SIDE)
         picture = score_overlay(thumbnail, reader.dimensions, coords_xy, size, scores[b], salient, context)
-        picture.save(out / f"{name}-heatmap.png")
+        atomic_write(out / f"{name}-heatmap.png", picture.save)
         files["heatmap"] = f"{name}-heatmap.png"
     return files
