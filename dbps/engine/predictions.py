@@ -90,8 +90,9 @@ def _draw(group: object, source: PatchSource, selection: Selection, scores: np.n
     if coords_xy is None:
         return {}
     size = getattr(source, "patch_size_level0", None) or grid_step(coords_xy)
-    write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context)
-    write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient")
+    offset = reader.offset if reader is not None else (0, 0)  # feature bags: their coordinates as they are
+    write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context, offset)
+    write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient", offset)
     files = {"scores": f"{name}-scores.csv", "geojson": f"{name}-salient.geojson"}
     if reader is not None:
         thumbnail = reader.thumbnail(THUMBNAIL_SIDE)
