@@ -44,9 +44,8 @@ def held(tmp_path):
 
 def test_a_held_folder_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_lock(held) -> None:
     folder, process = held
-    with pytest.raises(RunFolderInUse) as refused:
-        with locked(folder, "dbps train --resume"):
-            pytest.fail("two processes held one run folder")
+    with pytest.raises(RunFolderInUse) as refused, locked(folder, "dbps train --resume"):
+        pytest.fail("two processes held one run folder")
     assert refused.value.filename == str(folder)
     assert f"in use by process {process.pid} (dbps train)" in refused.value.strerror
     with pytest.raises(RunFolderInUse):
