@@ -87,7 +87,8 @@ def _held(run_dir: Path, resume: bool, ctx: Distributed) -> Iterator[None]:
         if ctx.is_main:
             try:
                 stack.enter_context(locked(run_dir, f"dbps train{' --resume' if resume else ''}"))
-                _check_resumable(run_dir) if resume else _check_fresh(run_dir)
+                check = _check_resumable if resume else _check_fresh
+                check(run_dir)
             except (OSError, ValueError) as exc:
                 problem = exc
         problem = ctx.broadcast(problem)  # every process stops when rank 0 cannot have the folder

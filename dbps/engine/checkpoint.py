@@ -79,7 +79,8 @@ class _Writer:
     write as `RuntimeError: … unexpected pos …`, losing the reason (no space left, quota exceeded, I/O error)."""
 
     def __init__(self, handle: BinaryIO) -> None:
-        self.handle, self.error = handle, None
+        self.handle = handle
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> int:
         try:
