@@ -16,17 +16,30 @@ from typing import Any
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp)` on a temporary file in `path`'s folder, then rename it to `path`.
 
-    A crash or an error while writing leaves `path` as it was (or absent) and no temporary file behind.
+    A crash or an error while writing leaves `path` as it was (or absent) and no temporary file behind; an
+    operating-system error (a full disk) names `path`, not the temporary file. The temporary file keeps `path`'s
+    suffix, for writers that choose the format by it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    except OSError as exc:
+        raise _renamed(exc, str(exc.filename or ""), path) from None
     os.close(handle)
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and str(exc.filename or tmp).startswith(tmp):
+            raise _renamed(exc, tmp, path) from None
         raise
+
+
+def _renamed(exc: OSError, tmp: str, path: Path) -> OSError:
+    """The error `exc` about the temporary `tmp` (or about no file), told of `path` (or of the file under it)."""
+    where = str(exc.filename or tmp)
+    return type(exc)(exc.errno, exc.strerror, f"{path}{where[len(tmp):] if where.startswith(tmp) else ''}")
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -82,7 +95,7 @@ def atomic_folder(path: Path, build: Callable[[Path], object]) -> None:
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(exc, OSError) and str(exc.filename or "").startswith(str(tmp)):
-            raise type(exc)(exc.errno, exc.strerror, f"{path}{str(exc.filename)[len(str(tmp)) :]}") from exc
+            raise _renamed(exc, str(tmp), path) from exc
         raise
 
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dbps.files import atomic_write
+
 
 def save_heatmap(
     image: np.ndarray,
@@ -55,7 +57,7 @@ def save_heatmap(
     fig.suptitle(title)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 
@@ -97,5 +99,5 @@ def save_learning_curve(rows: list[dict[str, str]], metrics: list[str], path: Pa
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

@@ -60,9 +60,13 @@ CASES = [
     ("unknown-encoder", f"{TRAIN} model.encoder=nope", ["model.encoder", "'nope'"]),
     ("generate-too-small", f"{TRAIN} data.root={{out}} data.generate.size=10", ["data.generate", "84", "10"]),
     ("generate-over-files", f"{TRAIN} data.root={{w}}/keep data.generate={{{{}}}}", ["data.generate", "notes.txt"]),
+    ("reference-key-as-written", f"{TRAIN} sample_style=Weird", ["sample_style (selection.sampling) must be one of"]),
+    ("aggregator-as-written", f"{TRAIN} attention=XYZ", ["attention (model.aggregator): unknown aggregator 'XYZ'"]),
     # datasets
     ("data-root-is-a-file", f"{TRAIN} data.root={{w}}/notes.txt", ["data.root", "notes.txt", "is a file"]),
     ("data-root-missing", f"{TRAIN} data.root={{w}}/nowhere", ["nowhere/meta.json", "make-data"]),
+    ("data-root-named-missing", f"train --config quickstart --out {{out}} {TINY} dataset_path={{w}}/typo",
+     ["dataset_path (data.root) {w}/typo: no dataset there", "`dbps make-data megapixel-mnist --out {w}/typo"]),
     ("npy-truncated", f"{TRAIN} data.root={{w}}/mm-truncated", ["mm-truncated/train/index.npy", "truncated"]),
     ("npy-zero-bytes", f"{TRAIN} data.root={{w}}/mm-empty", ["mm-empty/train/values.npy", "not a readable"]),
     ("meta-not-json", f"{TRAIN} data.root={{w}}/mm-meta", ["mm-meta/meta.json", "not valid JSON"]),
@@ -98,6 +102,10 @@ CASES = [
     ("eval-unknown-split", "eval {run} --split train", ["eval: argument --split", "'train'"]),
     ("eval-does-not-generate", "eval {run} data.root={out}", ["no dataset there", "evaluation does not"]),
     ("eval-bad-override", "eval {run} M=[1", ["override 'M=[1'"]),
+    ("eval-out-is-a-file", "eval {run} --out {w}/notes.txt", ["--out", "notes.txt", "not a folder"]),
+    ("eval-hostile-checkpoint", "eval {w}/hostile.pt", ["hostile.pt: refused: it holds posix.mkdir"]),
+    ("predict-hostile-checkpoint", "predict {w}/hostile.pt", ["hostile.pt: refused: it holds posix.mkdir"]),
+    ("weights-hostile", f"{TRAIN} model.weights={{w}}/hostile.pt", ["model.weights", "refused: it holds posix.mkdir"]),
     ("predict-count-zero", "predict {run} --count 0", ["predict: argument --count", "≥ 1", "0"]),
     ("predict-count-negative", "predict {run} --count -3", ["argument --count", "-3"]),
     ("predict-unknown-split", "predict {run} --split bogus", ["argument --split", "'bogus'"]),
@@ -148,6 +156,16 @@ CASES = [
     ("unknown-command", "fit --config quickstart", ["argument COMMAND", "'fit'"]),
     ("unknown-flag", "eval {run} --fast", ["unrecognized arguments: --fast"]),
 ]  # fmt: skip
+
+
+class Payload:
+    """Pickles into a call of `os.mkdir(marker)`: what a crafted file would run (here, harmlessly, a folder)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return os.mkdir, (self.marker,)
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
@@ -232,6 +250,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w / "list.yaml").write_text("- M\n- S\n")
     (w / "notes.txt").write_text("not a checkpoint, not weights, not a folder\n")
     (w / "empty.pt").write_bytes(b"")
+    torch.save({"model": {"layer.weight": torch.zeros(2)}, "note": Payload(w / "payload-ran")}, w / "hostile.pt")
     torch.save({"state_dict": {"layer.weight": torch.zeros(2)}}, w / "foreign.pt")
     torch.save({"layer.weight": torch.zeros(2)}, w / "foreign-state.pt")
     (w / "noise.npz").write_bytes(bytes(range(256)) * 4)
@@ -344,3 +363,34 @@ def test_debug_shows_the_traceback(monkeypatch) -> None:
     monkeypatch.setenv("DBPS_DEBUG", "1")
     with pytest.raises(ConfigError, match=r"train\.lr"):
         main(["train", "--config", "quickstart", "lr=inf"])
+
+
+def test_writes_on_a_full_disk_name_the_file_and_leave_the_previous_one(small_disk) -> None:
+    """Checkpoints, metrics, reports and pictures on a disk that is really full (a tmpfs filled to the last byte)."""
+    import errno
+
+    from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
+    from dbps.engine.evaluate import plot_confusion, write_confusion
+    from dbps.engine.loggers import CSVLogger
+    from dbps.files import write_json
+    from tests.conftest import fill
+
+    matrix, names = np.array([[3, 1], [0, 4]]), ["a", "b"]
+    writers = {
+        "last.pt": lambda path, n: save_checkpoint(path, model={"w": torch.arange(float(n))}),
+        "summary.json": lambda path, n: write_json(path, {"values": list(range(n))}),
+        "metrics.csv": lambda path, n: [CSVLogger(path).log({"epoch": i, "loss": 0.5}) for i in range(n)],
+        "confusion.csv": lambda path, n: write_confusion(path, matrix * n, names),
+        "confusion.png": lambda path, n: plot_confusion(matrix * n, names, "t" * min(n, 50), path),
+    }
+    for name, write in writers.items():
+        write(small_disk / name, 3)
+    before = snapshot(small_disk)
+    filler = fill(small_disk)
+    for name, write in writers.items():
+        with pytest.raises(OSError) as failed:
+            write(small_disk / name, 200_000)
+        assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(small_disk / name)), name
+    filler.unlink()
+    assert snapshot(small_disk) == before  # the previous files, and no temporary one beside them
+    assert torch.equal(load_checkpoint(small_disk / "last.pt")["model"]["w"], torch.arange(3.0))

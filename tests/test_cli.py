@@ -58,7 +58,7 @@ def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["test"]) == {"majority", "multi"} and summary["best_epoch"] in (1, 2)
     assert summary["train_images_per_second"] > 0 and summary["peak_memory_mb"] > 0
-    best = torch.load(run / "best.pt", weights_only=False)
+    best = torch.load(run / "best.pt", weights_only=True)
     assert {"model", "optimizer", "epoch", "step", "config", "metrics"} <= set(best)
     assert not any(key.startswith("module.") for key in best["model"])
 

@@ -253,3 +253,84 @@ def test_low_resolution_scoring_and_resize_keys() -> None:
     assert config.selector().score_scale == 0.5
     with pytest.raises(ConfigError, match="height: given without width"):
         config_from_dict({"height": 600})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "resize"),
+    [
+        (["height=400", "width=400"], [400, 400]),  # both on the command line, over the file's
+        (["height=400"], [400, 1000]),  # one on the command line, the other from the file
+        (["width=640"], [1200, 640]),
+    ],
+)
+def test_reference_keys_on_the_command_line_join_the_files_keys(tmp_path, overrides, resize) -> None:
+    path = ref.write(tmp_path / "cqu_bpdd_db+.yml", ref.head_config("cqu_bpdd", "db+"))
+    config, _ = load_config(path, ["data.name=cqu_bpdd", *overrides])
+    assert config.data.resize == resize
+
+
+def test_a_reference_key_pair_split_between_file_and_command_line(tmp_path) -> None:
+    file = {key: value for key, value in ref.head_config("cqu_bpdd", "db+").items() if key != "width"}
+    path = ref.write(tmp_path / "no_width.yml", file)
+    with pytest.raises(ConfigError, match="height: given without width"):
+        load_config(path)
+    config, _ = load_config(path, ["width=500"])
+    assert config.data.resize == [1200, 500]
+    config, _ = load_config(ref.write(tmp_path / "db.yml", ref.head_config("cqu_bpdd", "db")), ["single=True"])
+    assert config.selection.method is Method.IPS  # the method is read from the file's keys and the command line's
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["sample_style=Weird"], "sample_style (selection.sampling) must be one of 'hard'"),
+        (["B_seq=3"], "B_seq (train.micro_batch_size): must divide train.batch_size (128)"),
+        (["patch_size=[0, 5, 1]"], "patch_size (patches.size): expected 2 values"),
+        (["height=0", "width=0"], "height, width (data.resize): expected [height, width]"),
+        (["selection.sampling=weird"], "selection.sampling must be one of"),  # our key, as the user wrote it
+    ],
+)
+def test_errors_name_the_key_as_the_user_wrote_it(tmp_path, overrides, expected) -> None:
+    path = ref.write(tmp_path / "cqu_bpdd_db+.yml", ref.head_config("cqu_bpdd", "db+"))
+    with pytest.raises(ConfigError) as error:
+        load_config(path, overrides)
+    assert str(error.value).startswith(expected), str(error.value)
+
+
+def test_names_checked_when_the_run_is_built_carry_the_users_key_too(tmp_path) -> None:
+    from dbps.engine.build import check_config
+
+    path = ref.write(tmp_path / "cqu_bpdd_db+.yml", ref.head_config("cqu_bpdd", "db+"))
+    config, _ = load_config(path, ["attention=XYZ", "enc_type=nonet"])
+    with pytest.raises(ConfigError) as error:
+        check_config(config)
+    lines = str(error.value).splitlines()
+    assert any(line.startswith("attention (model.aggregator): unknown aggregator 'XYZ'") for line in lines), lines
+    assert any(line.startswith("enc_type (model.encoder): unknown encoder 'nonet'") for line in lines), lines
+    config, _ = load_config("quickstart", ["model.aggregator=XYZ"])
+    with pytest.raises(ConfigError, match=r"^model\.aggregator: unknown aggregator"):
+        check_config(config)
+
+
+def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path) -> None:
+    from dbps.engine.build import prepare_data
+
+    file = {"data": {"root": str(tmp_path / "mine"), "generate": {"n_train": 2, "n_test": 2, "size": 120,
+                                                                  "n_noise": 0}},
+            "selection": {"method": "ips", "num_salient": 2, "chunk_size": 4}}  # fmt: skip
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(file))
+    config, _ = load_config(path, [f"dataset_path={tmp_path / 'typo'}"])
+    with pytest.raises(FileNotFoundError) as error:
+        prepare_data(config, progress=False)
+    assert str(error.value) == (
+        f"dataset_path (data.root) {tmp_path / 'typo'}: no dataset there; make it with `dbps make-data megapixel-mnist "
+        f"--out {tmp_path / 'typo'} --n-train 2 --n-test 2 --size 120 --noise 0 --seed 0`, or give data.generate too "
+        "to generate it there while training (a path named on the command line is never filled on its own)"
+    )
+    assert not (tmp_path / "typo").exists()
+    for overrides, root in (([], "mine"), ([f"data.root={tmp_path / 'mine'}"], "mine"),
+                            ([f"data.root={tmp_path / 'asked'}", "data.generate.seed=1"], "asked")):  # fmt: skip
+        config, _ = load_config(path, overrides)
+        splits, _ = prepare_data(config, progress=False)  # the file's own root, or generation asked for
+        assert len(splits.test) == 2 and (tmp_path / root / "meta.json").is_file()

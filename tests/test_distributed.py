@@ -60,7 +60,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     for a, b in zip(*rows, strict=True):
         assert float(b["train_loss"]) == pytest.approx(float(a["train_loss"]), rel=1e-6)
         assert (b["val_loss"], b["val_majority_accuracy"]) == (a["val_loss"], a["val_majority_accuracy"])
-    weights = [torch.load(p / "best.pt", weights_only=False)["model"] for p in (single, double)]
+    weights = [torch.load(p / "best.pt", weights_only=True)["model"] for p in (single, double)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 

@@ -24,6 +24,7 @@ class CountingSlide:
     level_dimensions = ((4096, 4096), (2048, 2048))
     level_downsamples = (1.0, 2.0)
     mpp, magnification = 0.5, 20.0
+    offset = (0, 0)
 
     def __init__(self) -> None:
         self.reads = 0

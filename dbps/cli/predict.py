@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dbps.engine.build import Run
     from dbps.engine.predictions import predict_rows
+    from dbps.engine.run_folder import locked_if_inside
     from dbps.files import atomic_write, check_output_folder
 
     built, checkpoint_path = Run.from_checkpoint(args.target, args.overrides)
@@ -31,16 +32,17 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(out, "--out" if args.out else "output folder")
     dataset = getattr(built.data, args.split)
     subset = Subset(dataset, range(min(args.count, len(dataset))))  # type: ignore[arg-type]
-    rows = predict_rows(built, subset, out, prefix=args.split)
-    fields = list(dict.fromkeys(key for row in rows for key in row))
+    with locked_if_inside(out, checkpoint_path.parent, "dbps predict"):
+        rows = predict_rows(built, subset, out, prefix=args.split)
+        fields = list(dict.fromkeys(key for row in rows for key in row))
 
-    def write(tmp: Path) -> None:
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(rows)
 
-    atomic_write(out / "predictions.csv", write)
+        atomic_write(out / "predictions.csv", write)
     pictures = sum(1 for row in rows if row.get("heatmap"))
     print(f"wrote predictions.csv ({len(rows)} rows) and {pictures} heatmaps to {out}")
     return 0

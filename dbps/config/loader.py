@@ -1,9 +1,10 @@
 """Loading a Config: YAML file or preset, `key=value` overrides, type coercion, and one report of every error.
 
-Precedence: defaults < YAML file < command-line overrides. Keys are our dotted names (`selection.num_salient`)
-or the reference repos' flat keys (`M`). Every problem (unknown key, wrong type, inconsistent values) is
-collected and raised once, each message naming its key. YAML errors and duplicate keys name the file (or the
-override), the line and the column.
+Precedence: defaults < YAML file < command-line overrides; the file's keys and the overrides are one config before
+anything is checked (a reference file's `height` with `width=…` on the command line). Keys are our dotted names
+(`selection.num_salient`) or the reference repos' flat keys (`M`). Every problem (unknown key, wrong type,
+inconsistent values) is collected and raised once, each message naming its key as the user wrote it (with ours
+beside a reference key). YAML errors and duplicate keys name the file (or the override), the line and the column.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from dbps.config.reference import translate, translate_into
-from dbps.config.schema import Config, ConfigError, validate
+from dbps.config.reference import as_written, spelled_keys, translate, translate_into
+from dbps.config.schema import Config, ConfigError, Given, validate
 from dbps.files import read_text, write_text
 from dbps.registry import parse_enum
 
@@ -49,10 +50,26 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
     """Like `load_config`, from an already parsed mapping (e.g. the config stored in a checkpoint)."""
     errors: list[str] = []
     notes: list[str] = []
-    tree = translate(raw, errors, notes)
+    given = _parse_overrides(overrides, errors)
+    merged = {str(key): value for key, value in raw.items() if str(key) not in given} | given  # overrides last
+    tree = translate(merged, errors, notes)
+    translation_errors = len(errors)
+    config = _build(Config, tree, "", errors)
+    if len(errors) == translation_errors:  # cross-field checks need every field well typed
+        validate(config, errors)
+    origin = Given(spelled_keys(merged), root_named=_root_named(raw, given))
+    if errors:
+        raise ConfigError(as_written("\n".join(errors), origin))
+    config.given = origin
+    return config, notes
+
+
+def _parse_overrides(overrides: list[str] | tuple[str, ...], errors: list[str]) -> dict[str, Any]:
+    """`key=value` strings as a mapping (the last of a key given twice wins); a bad one is an error."""
+    parsed: dict[str, Any] = {}
     for override in overrides:
         key, sep, text = override.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             errors.append(f"override {override!r} is not key=value")
             continue
         try:
@@ -60,14 +77,21 @@ def config_from_dict(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]
         except yaml.YAMLError as exc:
             errors.append(f"override {override!r}: not valid YAML ({yaml_error(exc)})")
             continue
-        translate_into(tree, {key.strip(): value}, errors, notes)
-    translation_errors = len(errors)
-    config = _build(Config, tree, "", errors)
-    if len(errors) == translation_errors:  # cross-field checks need every field well typed
-        validate(config, errors)
-    if errors:
-        raise ConfigError("\n".join(errors))
-    return config, notes
+        parsed.pop(key.strip(), None)
+        parsed[key.strip()] = value
+    return parsed
+
+
+def _root_named(file: dict[str, Any], command_line: dict[str, Any]) -> bool:
+    """Whether the command line names data.root (another place than the file's) without data.generate."""
+    ours: dict[str, Any] = {}
+    theirs: dict[str, Any] = {}
+    translate_into(ours, command_line, [], [])
+    translate_into(theirs, file, [], [])
+    data, file_data = ours.get("data"), theirs.get("data")
+    if not isinstance(data, dict) or "root" not in data or "generate" in data:
+        return False
+    return not isinstance(file_data, dict) or file_data.get("root") != data["root"]
 
 
 def resolve_config_path(source: str | Path) -> Path:

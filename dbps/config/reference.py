@@ -6,9 +6,10 @@ This module is the only place that knows them: the rest of dbps sees a `Config`.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
-from dbps.config.schema import Config
+from dbps.config.schema import Config, Given
 from dbps.selection import Method, Sampling
 
 # The reference repositories' flat keys → our dotted keys.
@@ -166,6 +167,37 @@ def _special(tree: dict[str, Any], key: str, value: Any, raw: dict[str, Any], er
             notes.append(f"{key}: False, so patches are feature vectors mapped by the projector (enc_type unused)")
     elif key == "single" and not isinstance(value, bool):
         errors.append(f"single: expected true or false, got {value!r}")
+
+
+def spelled_keys(raw: dict[str, Any]) -> dict[str, str]:
+    """Our dotted key → the reference key that sets it in `raw` (a later key setting it our way takes it back)."""
+    spelled: dict[str, str] = {}
+    for key, value in raw.items():
+        key = str(key)
+        if key in REFERENCE_KEYS:
+            spelled[REFERENCE_KEYS[key]] = key
+        elif key in ("height", "width"):
+            spelled["data.resize"] = "height, width"
+        elif key == "lrs":
+            spelled["selection.score_scale"] = "lrs"
+        elif isinstance(value, dict) and key in _GROUPS:
+            for sub in value:
+                spelled.pop(f"{key}.{sub}", None)
+        else:
+            spelled.pop(key, None)
+    return spelled
+
+
+def as_written(message: str, given: Given) -> str:
+    """Each line of `message` whose leading key the user wrote as a reference key, named their way with ours beside
+    it: `sample_style (selection.sampling) must be one of …`."""
+    lines = []
+    for line in message.splitlines():
+        key = re.match(r"[A-Za-z_][\w.]*(?=[: \[]|$)", line)
+        if key and key.group() in given.spelled:
+            line = given.name(key.group()) + line[key.end() :]
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _reference_tasks(value: Any, errors: list[str]) -> Any:

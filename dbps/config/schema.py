@@ -171,8 +171,26 @@ class LogConfig:
 
 
 @dataclass
+class Given:
+    """How the user gave a config: for its messages, and for where it may generate data (set by the loader).
+
+    Attributes:
+        spelled: our dotted key → the reference key the user wrote for it (`attention` for model.aggregator).
+        root_named: data.root was named on the command line, to another place than the config file's, and
+            data.generate was not: a dataset missing there is an error, not generated into a mistyped path.
+    """
+
+    spelled: dict[str, str] = field(default_factory=dict)
+    root_named: bool = False
+
+    def name(self, key: str) -> str:
+        """`key` as the user wrote it with ours beside it (`attention (model.aggregator)`), or `key` itself."""
+        return f"{self.spelled[key]} ({key})" if key in self.spelled else key
+
+
+@dataclass
 class Config:
-    """A whole run."""
+    """A whole run. `given` (not a field: neither saved nor compared) says how the user gave it."""
 
     data: DataConfig = field(default_factory=DataConfig)
     patches: PatchConfig = field(default_factory=PatchConfig)
@@ -181,6 +199,9 @@ class Config:
     tasks: list[TaskConfig] = field(default_factory=list)  # empty: every task of the dataset
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        self.given = Given()
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from dbps.data.megapixel_mnist import TASKS, task_names
 from dbps.data.sparse import SparseImage
 from dbps.files import read_json
+from dbps.safe_load import UnsafeFileError, load_numpy_pickle
 
 RECORD_KEYS = ("input", "majority", "max", "top", "multi")
 
@@ -42,20 +43,36 @@ def read_parameters(root: Path) -> tuple[int, int]:
 
 
 def load_records(path: Path) -> list[dict]:
-    """The list of per-image dicts in a reference .npy file.
+    """The list of per-image dicts in a reference .npy file (a pickled object array).
 
-    Unpickling can run code stored in the file: this is done only for these reference files, which hold Python
-    objects by design, so open only files you made yourself or trust.
+    The pickle is read by a loader that rebuilds only what the generator writes (NumPy arrays, dicts, lists, tuples,
+    numbers, strings): a file naming any other Python object is refused before anything of it runs.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (expected the reference generator's train.npy / test.npy)")
     try:
-        records = np.load(path, allow_pickle=True)
+        records = _read_npy(path)
+    except UnsafeFileError as error:
+        raise UnsafeFileError(f"{path}: {error}") from None
     except (ValueError, OSError, pickle.UnpicklingError, EOFError) as error:
         raise ValueError(f"{path}: not a reference Megapixel MNIST file ({error})") from None
-    if records.ndim != 1 or not all(isinstance(record, dict) for record in records):
-        raise ValueError(f"{path}: expected a list of dicts with keys {list(RECORD_KEYS)}, got {records.dtype} array")
+    if not isinstance(records, np.ndarray) or records.ndim != 1 or not all(isinstance(r, dict) for r in records):
+        what = f"{records.dtype} array" if isinstance(records, np.ndarray) else type(records).__name__
+        raise ValueError(f"{path}: expected a list of dicts with keys {list(RECORD_KEYS)}, got {what}")
     return list(records)
+
+
+def _read_npy(path: Path) -> object:
+    """A .npy array; an object array's pickle is read by `load_numpy_pickle`."""
+    with path.open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in read_header:
+            raise ValueError(f".npy format version {version} (expected 1.0 or 2.0)")
+        _, _, dtype = read_header[version](handle)
+        if dtype.hasobject:
+            return load_numpy_pickle(handle)
+    return np.load(path, allow_pickle=False)
 
 
 def _check_record(record: dict, where: str) -> tuple[np.ndarray, np.ndarray]:

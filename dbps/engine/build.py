@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dbps.config import AugmentConfig, Config, ConfigError, config_from_dict, read_yaml
+from dbps.config import AugmentConfig, Config, ConfigError, GenerateConfig, config_from_dict, read_yaml
 from dbps.data import (
     Collate,
     DataRequest,
@@ -81,7 +82,7 @@ def check_config(config: Config) -> None:
         try:
             lookup()
         except ValueError as exc:
-            errors.append(f"{key}: {exc}")
+            errors.append(f"{config.given.name(key)}: {exc}")
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
@@ -160,6 +161,12 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
                                                for name in ("meta.json", "parameters.json")):  # ours or the reference's
         if not generate:
             raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
+        if config.given.root_named:
+            raise FileNotFoundError(
+                f"{config.given.name('data.root')} {data.root}: no dataset there; make it with "
+                f"`{make_data_command(data.root, data.generate)}`, or give data.generate too to generate it there "
+                "while training (a path named on the command line is never filled on its own)"
+            )
         log.info("generating Megapixel MNIST into %s", data.root)
         try:
             make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
@@ -175,13 +182,21 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         try:
             rows, cols = grid_shape(height, width, config.patches.size, config.patches.stride)
         except ValueError as exc:
-            raise ConfigError(f"patches.size: {exc}") from None
+            raise ConfigError(f"{config.given.name('patches.size')}: {exc}") from None
         expected = config.patches.num_patches
         if expected is not None and expected != rows * cols:
             notes.append(f"N: the config says {expected}, but a {height}×{width} image gives {rows}×{cols} = "
                          f"{rows * cols} patches; the grid wins")  # fmt: skip
         notes += selection_notes(config, rows * cols)
     return splits, notes
+
+
+def make_data_command(root: str, generate: GenerateConfig) -> str:
+    """The `dbps make-data` command that generates what `data.generate` describes into `root`."""
+    g = generate
+    digits = f" --digits {shlex.quote(g.digits)}" if g.digits else ""
+    return (f"dbps make-data megapixel-mnist --out {shlex.quote(root)} --n-train {g.n_train} --n-test {g.n_test} "
+            f"--size {g.size} --noise {g.n_noise} --seed {g.seed}{digits}")  # fmt: skip
 
 
 def selection_notes(config: Config, num_patches: int) -> list[str]:
@@ -234,11 +249,11 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
             weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim, zero_init_last=m.zero_init_last,
         )  # fmt: skip
     except PretrainedWeightsUnavailable as exc:
-        raise ConfigError(f"model.pretrained: {exc}") from None
+        raise ConfigError(f"{config.given.name('model.pretrained')}: {exc}") from None
     except WeightsFileError as exc:
         raise ConfigError(f"model.weights: {exc}") from None
     except (ValueError, FileNotFoundError) as exc:
-        raise ConfigError(f"model.encoder: {exc}") from None
+        raise ConfigError(f"{config.given.name('model.encoder')}: {exc}") from None
     aggregator = create_aggregator(
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
         dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,

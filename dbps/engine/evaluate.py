@@ -129,15 +129,24 @@ def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, s
         if len(names) != matrix.shape[0]:
             names = [str(c) for c in range(matrix.shape[0])]
         stem = folder / f"confusion-{split}-{task.name}"
-        recall = per_class_recall(matrix)
-        with stem.with_suffix(".csv").open("w", newline="") as handle:
+        write_confusion(stem.with_suffix(".csv"), matrix, names)
+        plot_confusion(matrix, names, f"{task.name} ({split})", stem.with_suffix(".png"))
+        written += [stem.with_suffix(".csv"), stem.with_suffix(".png")]
+    return written
+
+
+def write_confusion(path: Path, matrix: np.ndarray, names: list[str]) -> None:
+    """A confusion matrix as CSV, true classes down, predicted across, with each class's recall."""
+    recall = per_class_recall(matrix)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["true \\ predicted", *names, "recall"])
             for name, counts, value in zip(names, matrix, recall, strict=True):
                 writer.writerow([name, *counts.tolist(), "" if math.isnan(value) else f"{value:.4f}"])
-        plot_confusion(matrix, names, f"{task.name} ({split})", stem.with_suffix(".png"))
-        written += [stem.with_suffix(".csv"), stem.with_suffix(".png")]
-    return written
+
+    atomic_write(path, write)
 
 
 def plot_confusion(matrix: np.ndarray, names: list[str], title: str, path: Path) -> None:
@@ -159,5 +168,5 @@ def plot_confusion(matrix: np.ndarray, names: list[str], title: str, path: Path)
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)

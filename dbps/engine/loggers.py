@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class CSVLogger:
-    """One row per epoch; the columns are fixed by the first row.
+    """One row per epoch; the columns are fixed by the first row. The file is rewritten whole (atomically) for each
+    row, so a full disk or a crash never leaves half a row in it.
 
     Args:
         path: the CSV file.
@@ -26,31 +27,31 @@ class CSVLogger:
     def __init__(self, path: Path, resume_after: int | None = None) -> None:
         self.path = path
         self._fields: list[str] | None = None
+        self._rows: list[dict[str, Any]] = []
         if resume_after is not None and path.is_file():
             with path.open(newline="") as handle:
                 reader = csv.DictReader(handle)
                 self._fields = list(reader.fieldnames or []) or None
-                rows = [row for row in reader if int(row["epoch"]) <= resume_after]
+                self._rows = [row for row in reader if int(row["epoch"]) <= resume_after]
             if self._fields is not None:
-                fields = self._fields
-
-                def rewrite(tmp: Path) -> None:
-                    with tmp.open("w", newline="") as out:
-                        writer = csv.DictWriter(out, fieldnames=fields)
-                        writer.writeheader()
-                        writer.writerows(rows)
-
-                atomic_write(path, rewrite)
+                self._write()
 
     def log(self, row: dict[str, Any]) -> None:
-        new = self._fields is None
-        if new:
+        if self._fields is None:
             self._fields = list(row)
-        with self.path.open("w" if new else "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._fields, extrasaction="ignore")
-            if new:
+        self._rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        fields, rows = self._fields or [], self._rows
+
+        def write(tmp: Path) -> None:
+            with tmp.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
                 writer.writeheader()
-            writer.writerow(row)
+                writer.writerows(rows)
+
+        atomic_write(self.path, write)
 
 
 class MetricLoggers:

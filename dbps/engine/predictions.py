@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from dbps.data import instance_names
 from dbps.engine.build import Run
 from dbps.engine.step import autocast, predict
+from dbps.files import atomic_write
 from dbps.patches import PatchSource, opened
 from dbps.selection import PatchSelector, Selection
 from dbps.tasks import Activation
@@ -89,12 +90,13 @@ def _draw(group: object, source: PatchSource, selection: Selection, scores: np.n
     if coords_xy is None:
         return {}
     size = getattr(source, "patch_size_level0", None) or grid_step(coords_xy)
-    write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context)
-    write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient")
+    offset = reader.offset if reader is not None else (0, 0)  # feature bags: their coordinates as they are
+    write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context, offset)
+    write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient", offset)
     files = {"scores": f"{name}-scores.csv", "geojson": f"{name}-salient.geojson"}
     if reader is not None:
         thumbnail = reader.thumbnail(THUMBNAIL_SIDE)
         picture = score_overlay(thumbnail, reader.dimensions, coords_xy, size, scores[b], salient, context)
-        picture.save(out / f"{name}-heatmap.png")
+        atomic_write(out / f"{name}-heatmap.png", picture.save)
         files["heatmap"] = f"{name}-heatmap.png"
     return files

@@ -64,8 +64,10 @@ def random_states(generator: torch.Generator) -> dict[str, Any]:
 
 
 def restore_random_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    """Set every state `random_states` gave, also from a checkpoint (where NumPy's key array is a tensor)."""
     random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
+    name, key, *rest = states["numpy"]
+    np.random.set_state((name, np.asarray(key, dtype=np.uint32), *rest))
     torch.set_rng_state(states["torch"])
     generator.set_state(states["selection"])
     if "cuda" in states and torch.cuda.is_available():

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from dbps.models.folding import FoldedBackbone
 from dbps.registry import Registry, unknown_name_message
+from dbps.safe_load import load_safely, torch_error
 
 ENCODERS: Registry[nn.Module] = Registry("encoder")
 
@@ -152,7 +153,7 @@ def timm_encoder(
         raise
     except Exception as exc:  # torch and safetensors raise several types for files they cannot read
         if weights is not None:
-            raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({_first_line(exc)})") from None
+            raise WeightsFileError(f"{weights}: not readable as weights of {name!r} ({torch_error(exc)})") from None
         if not pretrained or not isinstance(exc, OSError):
             raise
         # the hub is unreachable and the weights are not in the local cache
@@ -236,22 +237,14 @@ def _weights_file(weights: str | Path) -> Path:
     return path
 
 
-def _first_line(exc: BaseException, limit: int = 160) -> str:
-    """Why torch could not read a file, in one line (its safe loader's refusal is a paragraph)."""
-    if "weights_only" in str(exc):
-        return "not a file of tensors that torch loads safely"
-    line = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {line[:limit]}"
-
-
 def _load_weights(encoder: nn.Module, path: Path) -> None:
     """Load a state dict file saved from this encoder; a mismatch names the file and the keys."""
     from dbps.engine.checkpoint import load_model_state
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for files it cannot read
-        raise WeightsFileError(f"{path}: not a readable weights file ({_first_line(exc)})") from None
+        state = load_safely(path)
+    except ValueError as exc:
+        raise WeightsFileError(f"{path}: not a readable weights file ({exc})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise WeightsFileError(f"{path}: not a state dict (a mapping of names to tensors)")
     try:

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from dbps.files import atomic_write
+from dbps.safe_load import load_safely
 from dbps.wsi.coords_io import slide_name
 
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -60,13 +61,10 @@ class FeatureBag:
         return handle["features"]
 
     def _load_pt(self) -> Tensor:
-        try:
-            try:  # memory-mapped: the header is read now, the rows only when indexed
-                data = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)
-            except RuntimeError:  # the legacy format cannot be mapped
-                data = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for files it cannot read
-            raise ValueError(f"{self.path}: not a readable tensor file ({type(exc).__name__}: {exc})") from None
+        try:  # memory-mapped: the header is read now, the rows only when indexed
+            data = load_safely(self.path, mmap=True)
+        except ValueError as exc:
+            raise ValueError(f"{self.path}: not a readable tensor file ({exc})") from None
         if isinstance(data, dict) and isinstance(data.get("features"), Tensor):
             data = data["features"]
         if not isinstance(data, Tensor):

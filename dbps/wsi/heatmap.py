@@ -1,5 +1,10 @@
 """Slide heatmaps: per-patch scores over the thumbnail, a CSV of scores at level-0 coordinates, and a GeoJSON of the
-salient patches that QuPath opens (File → Import objects, or drag it onto the slide)."""
+salient patches that QuPath opens (File → Import objects, or drag it onto the slide).
+
+Coordinates are OpenSlide's level-0 pixels (those of the coordinate files). QuPath's OpenSlide server crops a slide
+to its `openslide.bounds-x/-y/-width/-height` (MIRAX, Leica SCN and others record them), so its (0, 0) is OpenSlide's
+(bounds-x, bounds-y): the GeoJSON and the CSV's `qupath_x`, `qupath_y` are moved by that offset.
+"""
 
 from __future__ import annotations
 
@@ -48,9 +53,10 @@ def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np
     return Image.alpha_composite(Image.fromarray(thumbnail).convert("RGBA"), layer).convert("RGB")
 
 
-def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient: np.ndarray,
-                     context: np.ndarray) -> None:  # fmt: skip
-    """One row per patch: level-0 x, y, its score, and whether it was salient or context."""
+def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient: np.ndarray, context: np.ndarray,
+                     offset: tuple[int, int] = (0, 0)) -> None:  # fmt: skip
+    """One row per patch: level-0 x, y, its score, whether it was salient or context, and x, y in QuPath's image
+    (less the slide's bounds `offset`)."""
     role = np.full(len(coords), "", dtype=object)
     role[np.asarray(context, dtype=np.int64)] = "context"
     role[np.asarray(salient, dtype=np.int64)] = "salient"
@@ -58,19 +64,21 @@ def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["x", "y", "score", "role"])
+            writer.writerow(["x", "y", "score", "role", "qupath_x", "qupath_y"])
             for (x, y), score, kind in zip(coords.tolist(), scores.tolist(), role, strict=True):
-                writer.writerow([x, y, "" if score != score else f"{score:.6g}", kind])
+                score_text = "" if score != score else f"{score:.6g}"
+                writer.writerow([x, y, score_text, kind, x - offset[0], y - offset[1]])
 
     atomic_write(path, write)
 
 
 def write_geojson(path: Path, coords: np.ndarray, patch_size_level0: int, scores: np.ndarray, indices: np.ndarray,
-                  name: str) -> None:  # fmt: skip
-    """The patches `indices` as GeoJSON polygons in level-0 pixels (QuPath's convention), with their scores."""
+                  name: str, offset: tuple[int, int] = (0, 0)) -> None:  # fmt: skip
+    """The patches `indices` as GeoJSON polygons in QuPath's pixels (level 0, less the slide's bounds `offset`),
+    with their scores."""
     features = []
     for rank, i in enumerate(np.asarray(indices).tolist()):
-        x, y = (int(v) for v in coords[i])
+        x, y = (int(v) - shift for v, shift in zip(coords[i], offset, strict=True))
         ring = [[x, y], [x + patch_size_level0, y], [x + patch_size_level0, y + patch_size_level0],
                 [x, y + patch_size_level0], [x, y]]  # fmt: skip
         score = float(scores[i]) if np.isfinite(scores[i]) else None

@@ -44,6 +44,11 @@ class SlideReader(Protocol):
         """Objective magnification of level 0, recorded or inferred from the microns per pixel."""
         ...
 
+    @property
+    def offset(self) -> tuple[int, int]:
+        """Level-0 (x, y) of the scanned region's corner, where viewers put their (0, 0) (see `OpenSlideReader`)."""
+        ...
+
     def read_region(self, xy: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         """RGB uint8 (height, width, 3) pixels of `level`, starting at level-0 point `xy`."""
         ...
@@ -117,10 +122,19 @@ class OpenSlideReader:
         if magnification is None and self._mpp is not None:
             magnification = magnification_from_mpp(self._mpp)
         self._magnification = magnification
+        bounds = [properties.get(f"openslide.bounds-{side}") for side in ("x", "y", "width", "height")]
+        self._offset = (int(bounds[0]), int(bounds[1])) if all(bounds) else (0, 0)
 
     @property
     def dimensions(self) -> tuple[int, int]:
         return self._slide.dimensions
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """`openslide.bounds-x/-y`: where the scanned region starts in OpenSlide's level-0 plane, (0, 0) for files
+        without bounds. QuPath's OpenSlide server shows the slide cropped to the bounds (unless opened with
+        `--no-crop`): its (0, 0) is OpenSlide's (bounds-x, bounds-y), so objects for it are drawn this much up-left."""
+        return self._offset
 
     @property
     def level_dimensions(self) -> tuple[tuple[int, int], ...]:
