@@ -150,6 +150,9 @@ CASES = [
     ("extract-weights-foreign", f"{EXTRACT} --weights {{w}}/foreign-state.pt", ["foreign-state.pt", "do not fit"]),
     ("extract-weights-and-pretrained", f"{EXTRACT} --weights {{w}}/nope.pt --pretrained", ["not both"]),
     ("extract-unknown-encoder", EXTRACT.replace("small_cnn", "nope"), ["unknown encoder 'nope'"]),
+    ("extract-named-without-weights", EXTRACT.replace("small_cnn", "uni_v1"), ["'uni_v1' needs its weights"]),
+    ("extract-named-foreign-weights", EXTRACT.replace("small_cnn", "kaiko_vits16") + " --weights {w}/foreign-state.pt",
+     ["foreign-state.pt", "do not fit", "kaiko_vits16"]),
     ("extract-coords-missing", EXTRACT.replace("{w}/tiles", "{w}/nowhere"), ["coordinate folder not found"]),
     ("extract-out-is-a-file", EXTRACT.replace("{out}", "{w}/notes.txt"), ["--out", "notes.txt", "not a folder"]),
     # the command itself

@@ -47,7 +47,7 @@ def test_dual_attention_is_invariant_within_each_set_but_not_across_them() -> No
     assert not torch.allclose(agg(salient, context), swapped)
 
 
-@pytest.mark.parametrize("name", ["DA", "CA", "ABX", "AB"])
+@pytest.mark.parametrize("name", ["DA", "CA", "ABX", "AB", "TransMIL"])
 def test_output_depends_on_the_context_and_empty_context_works(name: str) -> None:
     agg = create_aggregator(name, **COMMON).eval()
     salient = torch.randn(2, 5, 16)

@@ -9,11 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from dbps.cli import bench, evaluate, extract_features, make_data, predict, tile, train
+from dbps.cli import bench, cv, evaluate, extract_features, make_data, predict, splits, tile, train
 
 COMMANDS = {
     "make-data": make_data, "train": train, "eval": evaluate, "predict": predict, "bench": bench, "tile": tile,
-    "extract-features": extract_features,
+    "extract-features": extract_features, "splits": splits, "cv": cv,
 }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from dbps.data.stain_augment import METHODS, UNITS, hed_sigma
 from dbps.models import BatchNormMode
 from dbps.patches import ShuffleStyle
 from dbps.selection import BufferUpdate, Method, PatchSelector, Sampling
@@ -37,6 +38,8 @@ class AugmentConfig:
     translate: int = 0  # random translation of at most this many pixels each way, black fill (reference: 100)
     erase_fraction: float = 0.0  # share of each image's patches with a rectangle erased (traffic signs: 0.1)
     erase_area: float = 0.94  # share of an erased patch's area
+    hed_jitter: Any = None  # HED stain jitter (Tellez et al.): 'light' (σ = 0.05), 'strong' (0.2), a σ, or null: off
+    stain_per: str = "image"  # one jitter draw per 'image' (each patch of a slide) or per 'slide'
 
 
 @dataclass
@@ -61,6 +64,10 @@ class DataConfig:
     splits: str | None = None  # splits CSV (CLAM `splits_k.csv`, TransMIL `fold{k}.csv`)
     coords: str | None = None  # folder of patch coordinates for slides (CLAM / TRIDENT h5)
     drop_ungradable: bool = True  # DDR grade 5 ('ungradable') images are left out
+    feature_encoder: str | None = None  # feature bags: the encoder they must come from (their `encoder` attribute)
+    stain_norm: str | None = None  # slides: 'macenko' or 'reinhard' stain normalisation of every patch; null: none
+    stain_reference: str | None = None  # the reference tile (an image file); Macenko has a standard one without it
+    stain_fit: str = "slide"  # fit the normalisation per 'slide' (a sample of its patches) or per 'image' (patch)
 
 
 @dataclass
@@ -312,6 +319,26 @@ def _validate_data(data: DataConfig, errors: list[str]) -> None:
             errors.append(f"data.augment.translate: must be ≥ 0, got {a.translate}")
         if not 0 <= a.erase_fraction <= 1 or not 0 < a.erase_area <= 1:
             errors.append("data.augment: erase_fraction must be in [0, 1] and erase_area in (0, 1]")
+        if a.hed_jitter is not None:
+            try:
+                hed_sigma(a.hed_jitter)
+            except ValueError as exc:
+                errors.append(f"data.augment.hed_jitter: {exc}")
+        if a.stain_per not in UNITS:
+            errors.append(f"data.augment.stain_per: must be one of {', '.join(UNITS)}, got {a.stain_per!r}")
+    _validate_stain(data, errors)
+
+
+def _validate_stain(data: DataConfig, errors: list[str]) -> None:
+    if data.stain_norm is not None and data.stain_norm not in METHODS:
+        errors.append(f"data.stain_norm: must be one of {', '.join(METHODS)} or null, got {data.stain_norm!r}")
+    if data.stain_norm is not None and data.name != "slides":
+        errors.append("data.stain_norm: normalises slide patches as they are read (data.name=slides); for feature "
+                      "bags, normalise at `dbps extract-features --stain-norm`")  # fmt: skip
+    if data.stain_norm == "reinhard" and data.stain_reference is None:
+        errors.append("data.stain_reference: Reinhard normalisation needs a reference tile")
+    if data.stain_fit not in UNITS:
+        errors.append(f"data.stain_fit: must be one of {', '.join(UNITS)}, got {data.stain_fit!r}")
 
 
 def _plain(value: Any) -> Any:

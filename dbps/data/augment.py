@@ -195,3 +195,15 @@ class TrainAugment:
         strengths = {"brightness": self.brightness, "contrast": self.contrast, "saturation": self.saturation}
         params = draw_jitter(images.shape[0], generator, hue=self.hue, **strengths)
         return translate(color_jitter(images, params), draw_shifts(images.shape[0], self.max_shift, generator))
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Image-batch transforms applied in order, each with the same generator."""
+
+    transforms: tuple[Callable[[Tensor, torch.Generator | None], Tensor], ...]
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        for transform in self.transforms:
+            images = transform(images, generator)
+        return images

@@ -72,12 +72,18 @@ class Batch(Protocol):
 
 @dataclass(frozen=True)
 class PatchSpec:
-    """How images become patches: grid geometry and the normalisation applied to each fetched patch."""
+    """How images become patches: grid geometry and the normalisation applied to each fetched patch.
+
+    `stain_norm` and `stain_jitter` (a `StainNormaliser` and a training `HEDJitter`) act on slide patches as they
+    are read; image batches take the jitter as part of their training transform.
+    """
 
     size: tuple[int, int]
     stride: tuple[int, int] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    stain_norm: object | None = None
+    stain_jitter: object | None = None
 
 
 def _slice_targets(targets: Targets, part: slice) -> Targets:

@@ -31,6 +31,8 @@ class DataRequest:
         splits: splits CSV, when given.
         coords: folder of slide patch coordinates, when given.
         drop_ungradable: leave out DDR's 'ungradable' grade.
+        feature_encoder: the encoder feature bags must have been extracted with (checked against their attributes).
+        feature_width: the width D feature bags must have (that encoder's), when known.
     """
 
     root: Path
@@ -44,6 +46,8 @@ class DataRequest:
     splits: str | None = None
     coords: str | None = None
     drop_ungradable: bool = True
+    feature_encoder: str | None = None
+    feature_width: int | None = None
 
 
 @dataclass

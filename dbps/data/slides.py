@@ -21,11 +21,13 @@ from torch.utils.data import Dataset
 
 from dbps.data.batches import FeatureBag, PatchSpec, Targets, move_targets
 from dbps.data.datasets import IMAGENET_MEAN, IMAGENET_STD, DataRequest, DataSplits, carve_validation, register_kind
+from dbps.data.stain_augment import slide_stain
 from dbps.patches import PatchSource
 from dbps.tasks import TaskSpec
 from dbps.wsi import (
     SLIDE_SUFFIXES,
     SlidePatches,
+    check_bag_headers,
     check_splits,
     list_coord_files,
     list_feature_bags,
@@ -58,6 +60,7 @@ class SlideBatch:
     spec: PatchSpec
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
     read_threads: int = 2
+    jitter_seeds: list[int] | None = None  # one HED-jitter draw per slide of the step, set by `augment`
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -73,22 +76,32 @@ class SlideBatch:
         yield from self.targets.values()
 
     def augment(self, generator: torch.Generator | None) -> SlideBatch:
-        return self
+        if self.spec.stain_jitter is None:
+            return self
+        device = generator.device if generator is not None else None
+        seeds = torch.randint(0, 2**62, (len(self.refs),), generator=generator, device=device).tolist()
+        return dataclasses.replace(self, jitter_seeds=seeds)
 
     def groups(self, max_size: int) -> Iterator[SlideBatch]:
         for i in range(len(self.refs)):
             part = slice(i, i + 1)
-            yield dataclasses.replace(self, refs=self.refs[part],
+            seeds = self.jitter_seeds[part] if self.jitter_seeds is not None else None
+            yield dataclasses.replace(self, refs=self.refs[part], jitter_seeds=seeds,
                                       targets={k: v[part] for k, v in self.targets.items()})  # fmt: skip
 
     def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
         if len(self.refs) != 1:
             raise ValueError("a batch of slides needs `groups` before `source`: each slide is its own source")
         ref = self.refs[0]
-        return SlidePatches.from_coords_file(
+        source = SlidePatches.from_coords_file(
             ref.slide, ref.coords, mean=self.spec.mean, std=self.spec.std, dtype=dtype, device=self.device,
             num_workers=self.read_threads,
         )  # fmt: skip
+        jitter = self.spec.stain_jitter if self.jitter_seeds is not None else None
+        if self.spec.stain_norm is not None or jitter is not None:
+            seed = self.jitter_seeds[0] if self.jitter_seeds else 0
+            source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
+        return source
 
 
 class LabelledItems(Dataset):
@@ -228,7 +241,10 @@ def features_kind(request: DataRequest) -> DataSplits:
     labels, classes = read_labels(_labels_file(request))
     splits = _split_ids(request, labels, set(bags))
     train, val, test = _splits_of(FeatureBagFiles, bags, labels, splits, request, names)  # type: ignore[arg-type]
-    dim = FeatureFile(bags[splits["train"][0]]).dim
+    used = [bags[slide] for ids in splits.values() for slide in ids]
+    encoder, dim = check_bag_headers(used, request.feature_encoder, request.feature_width)
+    if encoder is not None:
+        notes.append(f"feature bags of encoder {encoder!r}, {dim} features per patch")
     notes += _coverage_notes(labels, set(bags), request.root)
     notes.append(f"{len(classes)} classes ({', '.join(classes)}); "
                  + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))  # fmt: skip

@@ -31,7 +31,9 @@ from dbps.data import (
     dataset_kind,
     make_megapixel_mnist,
 )
+from dbps.data.augment import Compose
 from dbps.data.batches import Erasing
+from dbps.data.stain_augment import HEDJitter, StainNormaliser, hed_sigma
 from dbps.engine.checkpoint import load_checkpoint, load_model_state
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
@@ -39,7 +41,9 @@ from dbps.engine.speed import autocast_dtype, speed_up_encoder
 from dbps.metrics import METRICS
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
 from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
+from dbps.models.pathology import PATHOLOGY_ENCODERS, pathology_recipe
 from dbps.patches import grid_shape, to_pair
+from dbps.registry import unknown_name_message
 from dbps.selection import PatchSelector
 from dbps.tasks import Activation, TaskSpec
 
@@ -86,8 +90,9 @@ def check_config(config: Config) -> None:
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
-    if m.encoder not in ENCODERS and not timm.is_model(m.encoder):
-        check("model.encoder", lambda: ENCODERS.get(m.encoder))
+    if m.encoder not in ENCODERS and not timm.is_model(m.encoder) and pathology_recipe(m.encoder) is None:
+        known = ENCODERS.names() + PATHOLOGY_ENCODERS.names()
+        errors.append(f"model.encoder: {unknown_name_message('encoder', m.encoder, known)} (or a timm model name)")
     for task in config.tasks:
         if task.metric is not None:
             check(f"tasks.{task.name}.metric", lambda t=task: METRICS.get(t.metric))
@@ -120,18 +125,34 @@ def data_request(config: Config) -> DataRequest:
         channels=data.channels or config.model.in_chans or defaults.get("channels"),
         resize=None if resize is None or str(resize).lower() == "none" else to_pair(resize, "data.resize"),
         files=files, labels=data.labels, splits=data.splits, coords=data.coords, drop_ungradable=data.drop_ungradable,
+        feature_encoder=data.feature_encoder, feature_width=_encoder_width(data.feature_encoder),
     )  # fmt: skip
 
 
+def _encoder_width(name: str | None) -> int | None:
+    recipe = pathology_recipe(name) if name else None
+    return recipe.width if recipe is not None else None
+
+
 def patch_spec(config: Config) -> PatchSpec:
-    """Patch geometry from `patches`, normalisation from `data.mean/std` or the dataset kind's default."""
+    """Patch geometry from `patches`; normalisation from `data.mean/std`, else a named pathology encoder's own, else
+    the dataset kind's default."""
     defaults = dataset_kind(config.data.name).defaults
+    recipe = pathology_recipe(config.model.encoder)
+    if recipe is not None:
+        defaults = defaults | {"mean": recipe.mean, "std": recipe.std}
     mean = config.data.mean if config.data.mean is not None else defaults.get("mean")
     std = config.data.std if config.data.std is not None else defaults.get("std")
-    p = config.patches
+    p, d = config.patches, config.data
+    stain_norm = None
+    if d.stain_norm is not None:
+        try:
+            stain_norm = StainNormaliser.from_tile(d.stain_norm, d.stain_reference, d.stain_fit)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(f"data.stain_reference: {exc}") from None
     return PatchSpec(
         to_pair(p.size, "patches.size"), to_pair(p.stride, "patches.stride") if p.stride else None,
-        tuple(mean) if mean is not None else None, tuple(std) if std is not None else None,
+        tuple(mean) if mean is not None else None, tuple(std) if std is not None else None, stain_norm,
     )  # fmt: skip
 
 
@@ -146,7 +167,12 @@ def training_transforms(config: Config) -> Collate:
         transform = TrainAugment(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter,
                                  max_shift=augment.translate)  # fmt: skip
     erasing = Erasing(augment.erase_fraction, augment.erase_area) if augment.erase_fraction else None
-    return Collate(patch_spec(config), transform, erasing)
+    spec = patch_spec(config)
+    if augment.hed_jitter is not None:  # slides: as patches are read; images: before the other transforms
+        jitter = HEDJitter(hed_sigma(augment.hed_jitter), augment.stain_per)
+        spec = dataclasses.replace(spec, stain_jitter=jitter)
+        transform = jitter if transform is None else Compose((jitter, transform))
+    return Collate(spec, transform, erasing)
 
 
 def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:

@@ -35,8 +35,10 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return strip_wrapper_prefixes(model.state_dict())
 
 
-def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], origin: Path) -> None:
-    """Load weights saved from this model's architecture; a mismatch is one line naming the file and the keys."""
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], origin: Path,
+                     hint: str = "was it trained with another config?") -> None:  # fmt: skip
+    """Load weights saved from this model's architecture; a mismatch is one line naming the file, the keys and
+    `hint` (what the file should have been)."""
     state = strip_wrapper_prefixes(state)
     own = model.state_dict()
     missing = [key for key in own if key not in state]
@@ -47,8 +49,7 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], origin: P
         if keys:
             problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
     if problems:
-        raise ValueError(f"{origin}: weights do not fit this model ({'; '.join(problems)}); "
-                         "was it trained with another config?")  # fmt: skip
+        raise ValueError(f"{origin}: weights do not fit this model ({'; '.join(problems)}); {hint}")
     model.load_state_dict(state)
 
 

@@ -134,7 +134,10 @@ def timm_encoder(
     import timm
 
     if not timm.is_model(name):
-        raise ValueError(unknown_name_message("encoder", name, ENCODERS.names() + timm.list_models(f"*{name[:4]}*")))
+        from dbps.models.pathology import PATHOLOGY_ENCODERS
+
+        known = ENCODERS.names() + PATHOLOGY_ENCODERS.names() + timm.list_models(f"*{name[:4]}*")
+        raise ValueError(unknown_name_message("encoder", name, known))
     kwargs: dict[str, object] = {"in_chans": in_chans, "pretrained": pretrained}
     if zero_init_last is not None:
         kwargs["zero_init_last"] = zero_init_last
@@ -204,7 +207,8 @@ def create_encoder(
     """Build a patch encoder by name, projected to `dim` when its output width differs.
 
     Args:
-        name: 'small_cnn', 'projector' (feature bags) or any timm model name ('resnet18', 'convnext_tiny', …).
+        name: 'small_cnn', 'projector' (feature bags), a named pathology encoder ('uni_v1', 'virchow2', …: see
+            `dbps.models.pathology`) or any timm model name ('resnet18', 'convnext_tiny', …).
         in_chans: image channels.
         dim: output width D; a projector is appended when the backbone's width differs.
         stages: keep only the first `stages` stages of a timm backbone.
@@ -214,6 +218,13 @@ def create_encoder(
         zero_init_last: timm residual networks: γ = 0 on each block's last BatchNorm at initialisation (None: the
             model's default).
     """
+    from dbps.models.pathology import create_pathology_encoder, pathology_recipe
+
+    if pathology_recipe(name) is not None:
+        if pretrained or stages is not None or in_chans != 3:
+            raise ValueError(f"encoder {name!r} is built as its model card says, from RGB patches and local weights: "
+                             "drop pretrained, stages and in_chans")  # fmt: skip
+        return create_pathology_encoder(name, weights=weights, dim=dim)
     if name in ENCODERS:
         if name.lower() == "projector":
             if in_dim is None or dim is None:

@@ -20,6 +20,7 @@ _LAZY = {
     "TileSettings": "dbps.wsi.tile",
     "Tiling": "dbps.wsi.tile",
     "best_level": "dbps.wsi.reader",
+    "check_bag_headers": "dbps.wsi.features_io",
     "check_splits": "dbps.wsi.tables",
     "coords_attributes": "dbps.wsi.coords_io",
     "count_coords": "dbps.wsi.coords_io",

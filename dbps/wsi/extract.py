@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from dbps.data.stain_augment import StainNormaliser, slide_stain
 from dbps.models import ENCODERS, PatchEncoder, create_encoder
 from dbps.models.encoders import PretrainedWeightsUnavailable
 from dbps.wsi.batch import BatchSummary, run_slides
@@ -55,9 +56,10 @@ def build_feature_encoder(
     return encoder.eval()
 
 
-def encoder_tag(name: str, stages: int | None = None, dim: int | None = None) -> str:
-    """The name features are filed under: `features_<tag>/`."""
-    return name + (f"_stages{stages}" if stages is not None else "") + (f"_dim{dim}" if dim is not None else "")
+def encoder_tag(name: str, stages: int | None = None, dim: int | None = None, stain: str | None = None) -> str:
+    """The name features are filed under: `features_<tag>/` (stain-normalised ones apart from the others)."""
+    return (name + (f"_stages{stages}" if stages is not None else "") + (f"_dim{dim}" if dim is not None else "")
+            + (f"_{stain}" if stain is not None else ""))  # fmt: skip
 
 
 def normalisation(encoder: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -90,8 +92,13 @@ def _embed(source: SlidePatches, encoder: torch.nn.Module, batch_size: int, prog
 def extract_slide(
     slide: Path, coords_path: Path, encoder: PatchEncoder, out_path: Path, *, tag: str, batch_size: int = 64,
     patch_size: int | None = None, num_workers: int = 2, progress: bool = False,
+    stain_norm: StainNormaliser | None = None,
 ) -> int:  # fmt: skip
-    """Encode the patches of one slide listed in `coords_path` into `out_path`; returns the number of patches."""
+    """Encode the patches of one slide listed in `coords_path` into `out_path`; returns the number of patches.
+
+    With `stain_norm`, patches are stain-normalised (on the device, fitted per slide or per patch) before the
+    encoder's normalisation; the features' attributes name the method and the reference.
+    """
     device = next(encoder.parameters()).device
     with open_slide(slide) as reader:
         found = read_coords(coords_path, reader)
@@ -105,14 +112,22 @@ def extract_slide(
             reader, found.coords, found.patch_size_level0, patch_size or found.patch_size, mean=mean, std=std,
             device=device, num_workers=num_workers,
         ) as source:  # fmt: skip
+            stain, name = {}, tag
+            if stain_norm is not None:
+                name = tag.removesuffix(f"_{stain_norm.method}")  # the folder says how; the attribute names the encoder
+                source.transform = slide_stain(source, stain_norm)
+                stain = {"stain_norm": stain_norm.method, "stain_reference": stain_norm.name,
+                         "stain_fit": stain_norm.per}  # fmt: skip
             batches = _embed(source, encoder, batch_size, progress)
-            write_features(out_path, batches, found.coords, encoder=tag, dim=encoder.embed_dim, coords_attrs=attrs)
+            write_features(out_path, batches, found.coords, encoder=name, dim=encoder.embed_dim, coords_attrs=attrs,
+                           feature_attrs=stain)  # fmt: skip
     return len(found.coords)
 
 
 def extract_features(
     slides: list[Path], coords_dir: Path, encoder: PatchEncoder, out_dir: Path, *, tag: str, batch_size: int = 64,
     patch_size: int | None = None, num_workers: int = 2, progress: bool = True,
+    stain_norm: StainNormaliser | None = None,
 ) -> BatchSummary:  # fmt: skip
     """Write `out_dir/features_<tag>/<slide>.h5` for every slide with coordinates in `coords_dir`.
 
@@ -134,7 +149,8 @@ def extract_features(
 
     def job(slide: Path) -> int:
         out_path = folder / f"{slide.stem}.h5"
-        options = {"batch_size": batch_size, "patch_size": patch_size, "num_workers": num_workers, "progress": progress}
+        options = {"batch_size": batch_size, "patch_size": patch_size, "num_workers": num_workers, "progress": progress,
+                   "stain_norm": stain_norm}  # fmt: skip
         return extract_slide(slide, coords_of(slide), encoder, out_path, tag=tag, **options)
 
     return run_slides(slides, job, is_done=is_done, error_log=folder / "errors.log", desc="features", progress=progress)

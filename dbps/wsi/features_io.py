@@ -1,7 +1,8 @@
 """Feature bags: CLAM `h5_files/` and `pt_files/`, TRIDENT `features_<encoder>/`; opened lazily, written TRIDENT-style.
 
-An h5 bag holds `features` (N × D float32) and `coords` (N × 2 level-0 x, y); TRIDENT's `features` carries an
-`encoder` attribute. A `.pt` bag is a bare N × D tensor (CLAM, TransMIL) or a dict with `features`.
+An h5 bag holds `features` (N × D float32) and `coords` (N × 2 level-0 x, y); TRIDENT's `features` carries the
+attributes `encoder`, `name` (the slide) and `savetodir`, and dbps adds `embed_dim` (D). A `.pt` bag is a bare
+N × D tensor (CLAM, TransMIL) or a dict with `features`.
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def write_features(
     encoder: str,
     dim: int | None = None,
     coords_attrs: dict[str, Any] | None = None,
+    feature_attrs: dict[str, Any] | None = None,
 ) -> None:
-    """Write a TRIDENT-style bag atomically: `features` (N × D float32, `encoder` attribute) and `coords`.
+    """Write a TRIDENT-style bag atomically: `features` (N × D float32) with TRIDENT's attributes, and `coords`.
 
     Args:
         path: the h5 file to write.
@@ -113,6 +115,7 @@ def write_features(
         encoder: name stored in the `encoder` attribute.
         dim: D; needed only when `features` is an iterable that may yield nothing (N = 0).
         coords_attrs: attributes for `coords` (the patch geometry, copied from the coordinate file).
+        feature_attrs: more attributes for `features` (e.g. how patches were stain-normalised).
     """
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     if isinstance(features, np.ndarray | Tensor):
@@ -135,9 +138,47 @@ def write_features(
                 dataset = handle.create_dataset("features", shape=(0, dim), dtype=np.float32)
             if filled != len(coords):
                 raise ValueError(f"{path}: {filled} feature rows for {len(coords)} coordinates")
-            dataset.attrs["encoder"] = encoder
+            dataset.attrs.update({"encoder": encoder, "embed_dim": dataset.shape[1], "name": slide_name(path),
+                                  "savetodir": str(path.parent), **(feature_attrs or {})})  # fmt: skip
 
     atomic_write(path, write)
+
+
+def check_bag_headers(bags: Iterable[Path], encoder: str | None = None, width: int | None = None
+                      ) -> tuple[str | None, int]:  # fmt: skip
+    """The encoder name and width D shared by feature bags, read from their headers; ValueError naming a bag that
+    differs from the others, or from the `encoder` (recorded name) and `width` asked for.
+
+    Bags without a recorded encoder (CLAM h5, `.pt`) are checked for their width only.
+    """
+    seen_encoder: tuple[str, Path] | None = None
+    seen_width: tuple[int, Path] | None = None
+    for path in bags:
+        bag = FeatureBag(path)
+        if seen_width is None:
+            seen_width = (bag.dim, path)
+        elif bag.dim != seen_width[0]:
+            raise ValueError(f"{path}: features of width {bag.dim}, but {seen_width[1]} has {seen_width[0]}: "
+                             "bags of two encoders?")  # fmt: skip
+        if bag.encoder is None:
+            continue
+        if encoder is not None and not _same_encoder(bag.encoder, encoder):
+            raise ValueError(f"{path}: features of encoder {bag.encoder!r}, not {encoder!r} (data.feature_encoder)")
+        if seen_encoder is None:
+            seen_encoder = (bag.encoder, path)
+        elif not _same_encoder(bag.encoder, seen_encoder[0]):
+            raise ValueError(f"{path}: features of encoder {bag.encoder!r}, but {seen_encoder[1]} has "
+                             f"{seen_encoder[0]!r}")  # fmt: skip
+    if seen_width is None:
+        raise ValueError("no feature bags to check")
+    if width is not None and seen_width[0] != width:
+        raise ValueError(f"{seen_width[1]}: features of width {seen_width[0]}, but {encoder} gives {width}")
+    return (seen_encoder[0] if seen_encoder else None), seen_width[0]
+
+
+def _same_encoder(a: str, b: str) -> bool:
+    """TRIDENT writes `kaiko-vits16` where dbps writes `kaiko_vits16`."""
+    return a.replace("-", "_").lower() == b.replace("-", "_").lower()
 
 
 def features_complete(path: Path, num_patches: int) -> bool:

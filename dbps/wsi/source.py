@@ -7,7 +7,7 @@ background while the current one is embedded; at most one chunk is in flight, so
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,8 @@ class SlidePatches:
         dtype: floating dtype of fetched patches.
         device: where fetched patches go.
         num_workers: reading threads (OpenSlide decodes without holding the GIL).
+        transform: applied to the float RGB patches in [0, 1] before mean/std: `transform(patches, indices, N)`
+            (stain normalisation and augmentation, `dbps.data.stain_augment.PatchStain`).
     """
 
     def __init__(
@@ -47,7 +49,9 @@ class SlidePatches:
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
         num_workers: int = 2,
+        transform: Callable[[Tensor, Tensor, int], Tensor] | None = None,
     ) -> None:
+        self.transform = transform
         coords = torch.as_tensor(coords, dtype=torch.int64).reshape(-1, 2).cpu()
         if num_workers < 1:
             raise ValueError(f"num_workers must be ≥ 1, got {num_workers}")
@@ -121,6 +125,18 @@ class SlidePatches:
         """Patches `idx` (1, n) → (1, n, 3, patch_size, patch_size) in `dtype` on `device`, normalised."""
         if idx.dim() != 2 or idx.shape[0] != 1:
             raise ValueError(f"a slide is one instance: indices must be (1, n), got shape {tuple(idx.shape)}")
+        patches = self.read_rgb(idx[0])
+        if self.transform is not None:
+            patches = self.transform(patches, idx[0], self.num_patches)
+        if self._mean is not None:
+            patches = patches - self._mean
+        if self._std is not None:
+            patches = patches / self._std
+        return patches.unsqueeze(0)
+
+    def read_rgb(self, idx: Tensor) -> Tensor:
+        """Patches `idx` (n,) as float RGB in [0, 1], (n, 3, patch_size, patch_size), before any transform."""
+        idx = idx.reshape(1, -1)
         pending = self._pending
         if pending is not None and torch.equal(pending[0], idx.detach().reshape(-1).cpu()):
             self._pending, futures = None, pending[1]
@@ -131,12 +147,7 @@ class SlidePatches:
         pixels = np.empty((len(futures), size, size, 3), dtype=np.uint8)
         for row, future in enumerate(futures):
             pixels[row] = future.result()
-        patches = torch.from_numpy(pixels).to(self._device).permute(0, 3, 1, 2).to(self._dtype) / 255.0
-        if self._mean is not None:
-            patches = patches - self._mean
-        if self._std is not None:
-            patches = patches / self._std
-        return patches.unsqueeze(0)
+        return torch.from_numpy(pixels).to(self._device).permute(0, 3, 1, 2).to(self._dtype) / 255.0
 
     def close(self) -> None:
         """Stop the reading threads (and close the slide when this source opened it)."""
