@@ -155,6 +155,13 @@ CASES = [
      ["foreign-state.pt", "do not fit", "kaiko_vits16"]),
     ("extract-coords-missing", EXTRACT.replace("{w}/tiles", "{w}/nowhere"), ["coordinate folder not found"]),
     ("extract-out-is-a-file", EXTRACT.replace("{out}", "{w}/notes.txt"), ["--out", "notes.txt", "not a folder"]),
+    # splits and cv
+    ("splits-labels-missing", "splits {w}/nope.csv --out {out}", ["nope.csv", "not found"]),
+    ("splits-labels-not-a-table", "splits {w}/notes.txt --out {out}", ["notes.txt", "expected columns"]),
+    ("splits-one-fold", "splits {w}/notes.txt --folds 1 --out {out}", ["splits: argument --folds", "≥ 2", "got 1"]),
+    ("cv-splits-missing", "cv --config quickstart --splits {w}/nowhere --out {out}", ["--splits", "no such"]),
+    ("cv-seeds-text", "cv --config quickstart --seeds a,b --out {out}", ["cv: argument --seeds", "'a,b'"]),
+    ("cv-resume-not-cv", "cv --resume {w}/keep", ["keep", "no cv.json", "not a dbps cross-validation"]),
     # the command itself
     ("unknown-command", "fit --config quickstart", ["argument COMMAND", "'fit'"]),
     ("unknown-flag", "eval {run} --fast", ["unrecognized arguments: --fast"]),

@@ -40,6 +40,7 @@ def _ranged(kind: type, low: float, *, inclusive: bool = True, high: float | Non
 
 positive_int = _ranged(int, 1)
 non_negative_int = _ranged(int, 0)
+fold_count = _ranged(int, 2)
 positive_float = _ranged(float, 0, inclusive=False)
 fraction = _ranged(float, 0, high=1)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dbps.cli.args import non_negative_int, positive_int
+from dbps.cli.args import fold_count, non_negative_int
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     parser = sub.add_parser(name, help="make k-fold splits (CLAM splits_k.csv) grouped by patient", description=__doc__)
     parser.add_argument("labels", type=Path, metavar="LABELS_CSV",
                         help="CLAM case_id,slide_id,label (or slide_name,label)")
-    parser.add_argument("--folds", type=positive_int, default=5, help="k (default 5): fold k is split k's test set")
+    parser.add_argument("--folds", type=fold_count, default=5, help="k (default 5): fold k is split k's test set")
     parser.add_argument("--out", type=Path, required=True,
                         help="writes OUT/splits_{k}.csv and splits_{k}_descriptor.csv")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the fold assignment (default 0)")

@@ -30,7 +30,7 @@ from dbps.data.folder import ImageFolderDataset, folder_splits
 from dbps.data.image_dataset import ImageDataset, SplitFiles
 from dbps.data.images import read_image
 from dbps.data.listfile import csv_splits, ddr_splits
-from dbps.data.megapixel_mnist import MegapixelMNIST, make_megapixel_mnist, task_targets
+from dbps.data.megapixel_mnist import MegapixelMNIST, make_data_command, make_megapixel_mnist, task_targets
 from dbps.data.prefetch import DevicePrefetcher
 from dbps.data.reference_mnist import ReferenceMegapixelMNIST
 from dbps.data.sampler import EpochSampler
@@ -70,6 +70,7 @@ __all__ = [
     "folder_splits",
     "instance_names",
     "kinds",
+    "make_data_command",
     "make_megapixel_mnist",
     "read_image",
     "register_kind",

@@ -10,6 +10,7 @@ files and densified only on the device that trains on them.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,6 +139,14 @@ def _generate_split(
     arrays |= {"digits": digits, "positions": positions}
     for name, array in arrays.items():
         np.save(folder / f"{name}.npy", array)
+
+
+def make_data_command(root: str | Path, *, n_train: int, n_test: int, size: int, n_noise: int, seed: int,
+                      digits: str | Path | None) -> str:
+    """The `dbps make-data` command that generates this dataset into `root`."""
+    command = (f"dbps make-data megapixel-mnist --out {shlex.quote(str(root))} --n-train {n_train} "
+               f"--n-test {n_test} --size {size} --noise {n_noise} --seed {seed}")
+    return command + (f" --digits {shlex.quote(str(digits))}" if digits else "")
 
 
 def make_megapixel_mnist(

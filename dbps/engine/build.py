@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from dbps.config import AugmentConfig, Config, ConfigError, GenerateConfig, config_from_dict, read_yaml
+from dbps.config import AugmentConfig, Config, ConfigError, config_from_dict, read_yaml
 from dbps.data import (
     Collate,
     DataRequest,
@@ -29,6 +28,7 @@ from dbps.data import (
     TrainAugment,
     build_loader,
     dataset_kind,
+    make_data_command,
     make_megapixel_mnist,
 )
 from dbps.data.augment import Compose
@@ -92,7 +92,8 @@ def check_config(config: Config) -> None:
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
     if m.encoder not in ENCODERS and not timm.is_model(m.encoder) and pathology_recipe(m.encoder) is None:
         known = ENCODERS.names() + PATHOLOGY_ENCODERS.names()
-        errors.append(f"model.encoder: {unknown_name_message('encoder', m.encoder, known)} (or a timm model name)")
+        message = unknown_name_message("encoder", m.encoder, known)
+        errors.append(f"{config.given.name('model.encoder')}: {message} (or a timm model name)")
     for task in config.tasks:
         if task.metric is not None:
             check(f"tasks.{task.name}.metric", lambda t=task: METRICS.get(t.metric))
@@ -188,10 +189,11 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         if not generate:
             raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
         if config.given.root_named:
+            command = make_data_command(data.root, **dataclasses.asdict(data.generate))
             raise FileNotFoundError(
-                f"{config.given.name('data.root')} {data.root}: no dataset there; make it with "
-                f"`{make_data_command(data.root, data.generate)}`, or give data.generate too to generate it there "
-                "while training (a path named on the command line is never filled on its own)"
+                f"{config.given.name('data.root')} {data.root}: no dataset there; make it with `{command}`, or give "
+                "data.generate too to generate it there while training (a path named on the command line is never "
+                "filled on its own)"
             )
         log.info("generating Megapixel MNIST into %s", data.root)
         try:
@@ -215,14 +217,6 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
                          f"{rows * cols} patches; the grid wins")  # fmt: skip
         notes += selection_notes(config, rows * cols)
     return splits, notes
-
-
-def make_data_command(root: str, generate: GenerateConfig) -> str:
-    """The `dbps make-data` command that generates what `data.generate` describes into `root`."""
-    g = generate
-    digits = f" --digits {shlex.quote(g.digits)}" if g.digits else ""
-    return (f"dbps make-data megapixel-mnist --out {shlex.quote(root)} --n-train {g.n_train} --n-test {g.n_test} "
-            f"--size {g.size} --noise {g.n_noise} --seed {g.seed}{digits}")  # fmt: skip
 
 
 def selection_notes(config: Config, num_patches: int) -> list[str]:

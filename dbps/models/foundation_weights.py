@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from dbps.engine.checkpoint import load_model_state, strip_wrapper_prefixes
 from dbps.files import read_json
-from dbps.models.encoders import WeightsFileError, _first_line
+from dbps.models.encoders import WeightsFileError
 from dbps.models.pathology import EncoderRecipe
+from dbps.safe_load import load_safely
 
 log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
@@ -68,9 +69,9 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors raise several types for files they cannot read
-        raise WeightsFileError(f"{path}: not a readable weights file ({_first_line(exc)})") from None
+            state = load_safely(path)
+    except Exception as exc:  # safetensors raises several types for files it cannot read; load_safely one line
+        raise WeightsFileError(f"{path}: not a readable weights file ({' '.join(str(exc).split())})") from None
     while isinstance(state, dict) and len(state) == 1 and next(iter(state)) in CONTAINER_KEYS:
         state = next(iter(state.values()))
     if not isinstance(state, dict) or not state or not all(isinstance(v, Tensor) for v in state.values()):
