@@ -41,20 +41,27 @@ def bar_images(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.
     ],
     ids=["ips", "dbps", "dbps+"],
 )
-def test_each_method_learns_a_small_object_task_in_under_a_minute(selector: PatchSelector) -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_method_learns_a_small_object_task_in_under_a_minute(selector: PatchSelector, seed: int) -> None:
+    """At every seed. The first epoch explores (random salient sets, `selection.explore_epochs=1`): without it, ips at
+    seed 0 ranks background first from its random initial weights, never selects the bar and ends at chance (49 %
+    after 6 epochs, measured); with it every seed is at 100 % by the second epoch."""
     gen = torch.Generator().manual_seed(0)
     train_x, train_y = bar_images(768, gen)
     test_x, test_y = bar_images(256, gen)
+    gen.manual_seed(seed)
+    torch.manual_seed(seed)
     model = tiny_model("DA" if selector.method == "dbps" else "CA", dim=32)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     start = time.perf_counter()
     model.train()
-    for _ in range(6):
+    for epoch in range(6):
         for batch in torch.randperm(len(train_x), generator=gen).split(32):
             source = ImagePatches(train_x[batch], PATCH)
-            train_step(model, selector, source, {"label": train_y[batch]}, optimizer, generator=gen)
+            train_step(model, selector, source, {"label": train_y[batch]}, optimizer, generator=gen,
+                       explore=epoch == 0)
     logits, _ = predict(model, selector, ImagePatches(test_x, PATCH))
     accuracy = (logits["label"].argmax(1) == test_y).float().mean().item()
     elapsed = time.perf_counter() - start
-    assert accuracy >= 0.95, f"{selector}: test accuracy {accuracy:.3f}"
+    assert accuracy >= 0.95, f"{selector}, seed {seed}: test accuracy {accuracy:.3f}"
     assert elapsed < 60, f"{selector}: {elapsed:.0f} s"
