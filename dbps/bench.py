@@ -27,6 +27,7 @@ from dbps.data import Batch, FeatureBag, FeatureBatch, ImageBatch, MegapixelMNIS
 from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, place_model, resolve_device
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
+from dbps.metrics import task_metric
 from dbps.patches import PatchSource, grid_shape, num_kept
 from dbps.selection import Method, PatchSelector, Sampling
 from dbps.tasks import Activation, TaskSpec
@@ -86,11 +87,14 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
 def bench_tasks(config: Config) -> list[TaskSpec]:
     """The config's tasks (classes from the task, `model.num_classes` or 2), else the dataset's known tasks."""
     if config.tasks:
-        return [
+        tasks = [
             TaskSpec(t.name, t.num_classes or config.model.num_classes or 2, t.activation or Activation.SOFTMAX,
                      t.metric or "accuracy")
             for t in config.tasks
         ]
+        for task in tasks:
+            task_metric(task)  # an unknown metric is named before anything runs
+        return tasks
     if config.data.name in ("megapixel_mnist", "mnist"):
         return list(MegapixelMNIST.TASKS)
     return [TaskSpec("label", config.model.num_classes or 2)]

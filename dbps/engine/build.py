@@ -38,7 +38,7 @@ from dbps.engine.checkpoint import load_checkpoint, load_model_state
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.engine.speed import autocast_dtype, speed_up_encoder
-from dbps.metrics import METRICS
+from dbps.metrics import METRICS, task_metric
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
 from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
 from dbps.models.pathology import PATHOLOGY_ENCODERS, pathology_recipe
@@ -236,9 +236,7 @@ def selection_notes(config: Config, num_patches: int) -> list[str]:
 def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpec]:
     """The dataset's tasks in the config's order, with the config's overrides (classes, activation, metric)."""
     by_name = {task.name: task for task in dataset_tasks}
-    if not config.tasks:
-        return list(dataset_tasks)
-    tasks = []
+    tasks = [] if config.tasks else list(dataset_tasks)
     for wanted in config.tasks:
         if wanted.name not in by_name:
             raise ConfigError(f"tasks: {wanted.name!r} is not a task of this dataset ({', '.join(by_name)})")
@@ -253,6 +251,8 @@ def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpe
             )
         metric = wanted.metric or ("auc" if binary_sigmoid else base.metric)
         tasks.append(TaskSpec(base.name, classes, activation, metric, base.class_names))
+    for task in tasks:
+        task_metric(task)  # an unknown metric is named here, before anything runs
     return tasks
 
 
