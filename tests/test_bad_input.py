@@ -204,7 +204,8 @@ def _finished_run(world: Path, data: Path) -> Path:
     """A run folder as training leaves it (config with data.generate set, as the quickstart's), without training."""
     from dbps.config import load_config, save_config
     from dbps.engine.build import Run
-    from dbps.engine.checkpoint import plain_state_dict, save_checkpoint
+    from dbps.engine.checkpoint import save_checkpoint
+    from dbps.models.weights import plain_state_dict
 
     config, _ = load_config("quickstart", [f"data.root={data}", *TINY.split()])
     built = Run.from_config(config, progress=False, generate=False)

@@ -37,7 +37,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     """A dataset, a run folder (config.yaml, last.pt, best.pt) whose checkpoints carry the payload, and files."""
     from dbps.config import load_config, save_config
     from dbps.engine.build import Run
-    from dbps.engine.checkpoint import plain_state_dict
+    from dbps.models.weights import plain_state_dict
 
     w = tmp_path_factory.mktemp("hostile")
     marker = w / "payload-ran"

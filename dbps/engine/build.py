@@ -34,7 +34,7 @@ from dbps.data import (
 from dbps.data.augment import Compose
 from dbps.data.batches import Erasing
 from dbps.data.stain_augment import HEDJitter, StainNormaliser, hed_sigma
-from dbps.engine.checkpoint import load_checkpoint, load_model_state
+from dbps.engine.checkpoint import load_checkpoint
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.engine.speed import autocast_dtype, speed_up_encoder
@@ -42,6 +42,7 @@ from dbps.metrics import METRICS, task_metric
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
 from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
 from dbps.models.pathology import PATHOLOGY_ENCODERS, pathology_recipe
+from dbps.models.weights import load_model_state
 from dbps.patches import grid_shape, to_pair
 from dbps.registry import unknown_name_message
 from dbps.selection import PatchSelector

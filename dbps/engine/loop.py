@@ -23,7 +23,7 @@ from dbps.config import save_config
 from dbps.data import Batch, instance_names
 from dbps.engine import distributed
 from dbps.engine.build import Run
-from dbps.engine.checkpoint import load_checkpoint, load_model_state, plain_state_dict, save_checkpoint
+from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
 from dbps.engine.evaluate import evaluate, write_reports
 from dbps.engine.faults import StopRequests, TrainingStopped
 from dbps.engine.loggers import MetricLoggers
@@ -32,6 +32,7 @@ from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
 from dbps.files import write_json
+from dbps.models.weights import load_model_state, plain_state_dict
 from dbps.patches import opened
 
 log = logging.getLogger(__name__)

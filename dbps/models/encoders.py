@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dbps.models.folding import FoldedBackbone
+from dbps.models.weights import load_model_state
 from dbps.registry import Registry, unknown_name_message
 from dbps.safe_load import load_safely, torch_error
 
@@ -250,8 +251,6 @@ def _weights_file(weights: str | Path) -> Path:
 
 def _load_weights(encoder: nn.Module, path: Path) -> None:
     """Load a state dict file saved from this encoder; a mismatch names the file and the keys."""
-    from dbps.engine.checkpoint import load_model_state
-
     try:
         state = load_safely(path)
     except ValueError as exc:

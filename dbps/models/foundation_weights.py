@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dbps.engine.checkpoint import load_model_state, strip_wrapper_prefixes
 from dbps.files import read_json
 from dbps.models.encoders import WeightsFileError
 from dbps.models.pathology import EncoderRecipe
+from dbps.models.weights import load_model_state, strip_wrapper_prefixes
 from dbps.safe_load import load_safely
 
 log = logging.getLogger(__name__)
