@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dbps.engine.extract import normalisation
 from dbps.models import create_encoder
 from dbps.models.encoders import WeightsFileError
 from dbps.models.pathology import (
@@ -20,7 +21,6 @@ from dbps.models.pathology import (
     fit_input,
     pathology_recipe,
 )
-from dbps.wsi.extract import normalisation
 
 # what the model cards (and TRIDENT's builders) say: width D, depth, patch side, prefix tokens (class + registers),
 # hidden width of the first MLP layer (SwiGLU packs gate and value: 2 × hidden), output width, LayerScale

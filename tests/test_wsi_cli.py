@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from dbps.cli import main
+from dbps.engine.extract import build_feature_encoder, extract_features
 from dbps.wsi import SlidePatches, list_slides, read_coords
-from dbps.wsi.extract import build_feature_encoder, extract_features
 
 pytest_plugins = ["tests.wsi_data"]
 

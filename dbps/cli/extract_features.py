@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dbps.data.stain_augment import StainNormaliser
+    from dbps.engine.extract import build_feature_encoder, encoder_tag, extract_features
     from dbps.files import check_output_folder
     from dbps.wsi import list_slides
-    from dbps.wsi.extract import build_feature_encoder, encoder_tag, extract_features
 
     check_output_folder(args.out, "--out")
     stain = None
