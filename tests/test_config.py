@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from dbps.config import ConfigError, config_from_dict, load_config, preset_names, save_config
-from dbps.selection import Method, Sampling
+from dbps.selection import Method, PatchSelector, Sampling
 from tests import reference_configs as ref
 
 # Flat configs in the reference repos' style (values as their files have them).
@@ -186,7 +186,7 @@ def test_method_specific_checks() -> None:
     with pytest.raises(ConfigError, match="buffer_update"):
         config_from_dict({"selection": {"method": "ips", "buffer_update": "two_stage"}})
     config, _ = load_config("quickstart", ["selection.buffer_update=Two_Stage"])
-    assert config.selector().buffer_update == "two_stage"
+    assert PatchSelector.from_config(config).buffer_update == "two_stage"
 
 
 def test_missing_config_and_bad_yaml_are_named(tmp_path) -> None:
@@ -250,7 +250,7 @@ def test_ips_mnist_config_is_ips(tmp_path) -> None:
 def test_low_resolution_scoring_and_resize_keys() -> None:
     config, _ = config_from_dict({"lrs": True, "height": 600, "width": 800, "S": 4})
     assert config.selection.score_scale == 0.5 and config.data.resize == [600, 800]
-    assert config.selector().score_scale == 0.5
+    assert PatchSelector.from_config(config).score_scale == 0.5
     with pytest.raises(ConfigError, match="height: given without width"):
         config_from_dict({"height": 600})
 

@@ -9,8 +9,8 @@ import dataclasses
 import re
 from typing import Any
 
+from dbps.choices import Method, Sampling
 from dbps.config.schema import Config, Given
-from dbps.selection import Method, Sampling
 
 # The reference repositories' flat keys → our dotted keys.
 REFERENCE_KEYS: dict[str, str] = {

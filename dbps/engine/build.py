@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from dbps.choices import hed_sigma
 from dbps.config import AugmentConfig, Config, ConfigError, config_from_dict, read_yaml
 from dbps.data import (
     Collate,
@@ -33,7 +34,7 @@ from dbps.data import (
 )
 from dbps.data.augment import Compose
 from dbps.data.batches import Erasing
-from dbps.data.stain_augment import HEDJitter, StainNormaliser, hed_sigma
+from dbps.data.stain_augment import HEDJitter, StainNormaliser
 from dbps.engine.checkpoint import load_checkpoint
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
@@ -337,8 +338,8 @@ class Run:
             data, notes = prepare_data(config, progress=False, generate=False)
         tasks = resolve_tasks(config, data.tasks)
         model = place_model(build_model(config, tasks, data.channels, data.feature_dim), config, device)
-        return cls(config, device, data, model, config.selector(), amp_dtype(config, device), patch_spec(config),
-                   notes, dist)  # fmt: skip
+        selector = PatchSelector.from_config(config)
+        return cls(config, device, data, model, selector, amp_dtype(config, device), patch_spec(config), notes, dist)
 
     @classmethod
     def from_checkpoint(cls, target: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Run, Path]:
