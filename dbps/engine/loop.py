@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -33,7 +34,7 @@ from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
 from dbps.files import write_json
 from dbps.models.weights import load_model_state, plain_state_dict
-from dbps.patches import opened
+from dbps.patches import grid_shape, opened
 
 log = logging.getLogger(__name__)
 MB = 1024**2
@@ -53,9 +54,11 @@ class Trainer:
         if (t.batch_size // self.dist.world) % run.micro_batch_size:
             raise ValueError(f"train.micro_batch_size ({run.micro_batch_size}) must divide the per-process batch "
                              f"({t.batch_size // self.dist.world})")  # fmt: skip
-        sparse_context = self.config.selection.method == "ips" and self.config.model.aggregator.upper() == "DA"
+        size, p = run.data.image_size, self.config.patches
+        num_patches = math.prod(grid_shape(*size, p.size, p.stride)) if size is not None else None
+        unused = run.model.aggregator.context_only_parameters and run.selector.context_may_be_empty(num_patches)
         self.model: nn.Module = distributed.wrap(run.model, self.dist, run.device, sync_bn=t.sync_bn,
-                                                 find_unused=sparse_context)  # fmt: skip
+                                                 find_unused=unused)  # fmt: skip
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sampler = run.train_sampler()
         self.train_loader = run.loader_for(run.data.train, sampler=self.sampler)

@@ -159,6 +159,16 @@ class PatchSelector:
             buffer_update=s.buffer_update,
         )
 
+    def context_may_be_empty(self, num_patches: int | None = None) -> bool:
+        """Whether a training selection can hand the aggregator no context at all.
+
+        'ips' keeps none, nor does S = 0; and when M reaches the N' patches an image keeps, every patch is
+        salient. `num_patches` is N per image where every image has it (None: not known, that case is not checked).
+        """
+        if self.method is Method.IPS or self.num_context == 0:
+            return True
+        return num_patches is not None and self.num_salient >= num_kept(num_patches, self.drop_ratio)
+
     def __repr__(self) -> str:
         return (
             f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
