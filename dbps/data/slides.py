@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dbps.data.batches import FeatureBag, PatchSpec, Targets, move_targets
+from dbps.data.batches import FeatureBag, Level0Overlay, PatchSpec, Targets, move_targets
 from dbps.data.datasets import IMAGENET_MEAN, IMAGENET_STD, DataRequest, DataSplits, carve_validation, register_kind
 from dbps.data.stain_augment import slide_stain
 from dbps.patches import PatchSource
@@ -102,6 +102,11 @@ class SlideBatch:
             seed = self.jitter_seeds[0] if self.jitter_seeds else 0
             source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
         return source
+
+    def overlay(self, index: int, source: PatchSource) -> Level0Overlay:
+        if not isinstance(source, SlidePatches):
+            raise TypeError(f"a slide's overlay needs its own SlidePatches, got {type(source).__name__}")
+        return Level0Overlay(source.coords().numpy(), source.patch_size_level0, source.reader)
 
 
 class LabelledItems(Dataset):
