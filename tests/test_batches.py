@@ -36,7 +36,7 @@ def test_collate_picks_the_batch_kind_from_the_items() -> None:
     same = collate([item(16, 24, 0, 0), item(16, 24, 1, 1)])
     mixed = collate([item(16, 24, 0, 0), item(32, 16, 1, 1)])
     sparse = collate([(SparseImage(torch.tensor([0, 5]), torch.tensor([9, 7], dtype=torch.uint8), (1, 8, 8)),
-                       {"label": torch.tensor(1)})])  # fmt: skip
+                       {"label": torch.tensor(1)})])
     bags = collate([(FeatureBag(torch.randn(5, 4)), {"label": torch.tensor(0)})])
     assert isinstance(same, ImageBatch) and same.images.shape == (2, 1, 16, 24)
     assert isinstance(mixed, RaggedImageBatch) and isinstance(sparse, SparseImageBatch)
@@ -52,7 +52,7 @@ def test_groups_are_consecutive_runs_of_one_shape_in_order() -> None:
     groups = list(batch.groups(2))
     assert [tuple(g.images.shape[:1]) + tuple(g.images.shape[2:]) for g in groups] == [
         (2, 16, 16), (1, 24, 16), (2, 16, 16), (1, 16, 16),
-    ]  # fmt: skip
+    ]
     assert torch.cat([g.targets["label"] for g in groups]).tolist() == list(range(6))
     assert [g.source().num_patches for g in groups] == [4, 6, 4, 4]
 

@@ -104,7 +104,7 @@ def test_presets_are_the_expected_ones() -> None:
         assert (config.selection.method, s.num_salient, s.chunk_size, config.model.dim) == (method, 100, 100, 128)
         assert (t.batch_size, t.lr, t.epochs, config.patches.size, config.data.generate.size) == (
             16, 1e-3, 150, (50, 50), 1500,
-        )  # fmt: skip
+        )
         aggregator = {Method.IPS: "CA", Method.DBPS: "DA", Method.DBPS_PLUS: "ABX"}[method]
         assert config.model.aggregator == aggregator  # each preset is the method it names
     assert load_config("mnist_ips")[0].patches.shuffle  # as the IPS config
@@ -317,7 +317,7 @@ def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path)
 
     file = {"data": {"root": str(tmp_path / "mine"), "generate": {"n_train": 2, "n_test": 2, "size": 120,
                                                                   "n_noise": 0}},
-            "selection": {"method": "ips", "num_salient": 2, "chunk_size": 4}}  # fmt: skip
+            "selection": {"method": "ips", "num_salient": 2, "chunk_size": 4}}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(file))
     config, _ = load_config(path, [f"dataset_path={tmp_path / 'typo'}"])
@@ -330,7 +330,7 @@ def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path)
     )
     assert not (tmp_path / "typo").exists()
     for overrides, root in (([], "mine"), ([f"data.root={tmp_path / 'mine'}"], "mine"),
-                            ([f"data.root={tmp_path / 'asked'}", "data.generate.seed=1"], "asked")):  # fmt: skip
+                            ([f"data.root={tmp_path / 'asked'}", "data.generate.seed=1"], "asked")):
         config, _ = load_config(path, overrides)
         splits, _ = prepare_data(config, progress=False)  # the file's own root, or generation asked for
         assert len(splits.test) == 2 and (tmp_path / root / "meta.json").is_file()

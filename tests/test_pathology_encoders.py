@@ -116,7 +116,7 @@ def _hf_dinov2_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A timm ViT state dict written the way transformers' Dinov2Model names it (q, k, v split)."""
     out = {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
            "embeddings.mask_token": torch.zeros(1, state["cls_token"].shape[-1]),
-           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}  # fmt: skip
+           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
     for kind in ("weight", "bias"):
         out[f"embeddings.patch_embeddings.projection.{kind}"] = state[f"patch_embed.proj.{kind}"]
     blocks = {key.split(".")[1] for key in state if key.startswith("blocks.")}
@@ -133,7 +133,7 @@ def _hf_dinov2_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ]
     return {key.replace("attention.attention.q.", "attention.attention.query.").replace(
         "attention.attention.k.", "attention.attention.key.").replace("attention.attention.v.",
-        "attention.attention.value."): value.contiguous() for key, value in out.items()}  # fmt: skip
+        "attention.attention.value."): value.contiguous() for key, value in out.items()}
 
 
 def test_phikon_v2_reads_a_transformers_dinov2_checkpoint(tmp_path) -> None:

@@ -56,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     summary = extract_features(
         slides, args.coords, encoder, args.out, tag=tag, batch_size=args.batch_size, patch_size=args.patch_size,
         num_workers=args.workers, progress=not args.no_progress, stain_norm=stain,
-    )  # fmt: skip
+    )
     print(summary.line("encoded", args.out / f"features_{tag}" / "errors.log"))
     return 1 if summary.failed else 0

@@ -148,7 +148,7 @@ def translate_into(tree: dict[str, Any], raw: dict[str, Any], errors: list[str],
 
 
 def _special(tree: dict[str, Any], key: str, value: Any, raw: dict[str, Any], errors: list[str],
-             notes: list[str]) -> None:  # fmt: skip
+             notes: list[str]) -> None:
     """Reference keys that map onto ours only together or with a change of meaning."""
     if key in ("height", "width"):
         other = "width" if key == "height" else "height"

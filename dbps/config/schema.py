@@ -231,7 +231,7 @@ def validate(config: Config, errors: list[str]) -> None:
         "model.num_classes": m.num_classes, "model.encoder_stages": m.encoder_stages, "model.in_chans": m.in_chans,
         "patches.num_patches": config.patches.num_patches,
         **{f"tasks.{task.name}.num_classes": task.num_classes for task in config.tasks},
-    }  # fmt: skip
+    }
     errors += [f"{key}: must be ≥ 1, got {value}" for key, value in positive.items() if value is not None and value < 1]
     _validate_ranges(config, errors)
     if t.micro_batch_size is not None and (t.micro_batch_size < 1 or t.batch_size % t.micro_batch_size):
@@ -287,7 +287,7 @@ def _validate_ranges(config: Config, errors: list[str]) -> None:
     if d.generate is not None:
         minimum = {"n_train": 1, "n_test": 1, "size": 1, "n_noise": 0, "seed": 0}
         errors += [f"data.generate.{key}: must be ≥ {low}, got {getattr(d.generate, key)}"
-                   for key, low in minimum.items() if getattr(d.generate, key) < low]  # fmt: skip
+                   for key, low in minimum.items() if getattr(d.generate, key) < low]
 
 
 def _validate_data(data: DataConfig, errors: list[str]) -> None:
@@ -296,7 +296,7 @@ def _validate_data(data: DataConfig, errors: list[str]) -> None:
     size_ok = (
         isinstance(pair, list | tuple) and len(pair) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
-    )  # fmt: skip
+    )
     if resize is not None and not size_ok and str(resize).lower() != "none":
         errors.append(f"data.resize: expected [height, width] or 'none' (native size), got {resize!r}")
     if data.channels not in (None, 1, 3):
@@ -329,7 +329,7 @@ def _validate_stain(data: DataConfig, errors: list[str]) -> None:
         errors.append(f"data.stain_norm: must be one of {', '.join(STAIN_METHODS)} or null, got {data.stain_norm!r}")
     if data.stain_norm is not None and data.name != "slides":
         errors.append("data.stain_norm: normalises slide patches as they are read (data.name=slides); for feature "
-                      "bags, normalise at `dbps extract-features --stain-norm`")  # fmt: skip
+                      "bags, normalise at `dbps extract-features --stain-norm`")
     if data.stain_norm == "reinhard" and data.stain_reference is None:
         errors.append("data.stain_reference: Reinhard normalisation needs a reference tile")
     if data.stain_fit not in STAIN_UNITS:

@@ -175,7 +175,7 @@ class ImageBatch:
         return dataclasses.replace(
             self, images=self.images.to(device, non_blocking=non_blocking),
             targets=move_targets(self.targets, device, non_blocking),
-        )  # fmt: skip
+        )
 
     def pin_memory(self) -> ImageBatch:
         return dataclasses.replace(self, images=self.images.pin_memory())
@@ -226,7 +226,7 @@ class SparseImageBatch:
     def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
         images = self.sparse.to_dense(device, non_blocking)
         return ImageBatch(images, move_targets(self.targets, device, non_blocking), self.spec, self.transform,
-                          self.erasing)  # fmt: skip
+                          self.erasing)
 
     def pin_memory(self) -> SparseImageBatch:
         return dataclasses.replace(self, sparse=self.sparse.pin_memory())

@@ -160,7 +160,7 @@ class PatchStain:
 
 
 def slide_stain(source: object, normaliser: StainNormaliser | None, jitter: HEDJitter | None = None,
-                seed: int = 0, sample: int = 32) -> PatchStain:  # fmt: skip
+                seed: int = 0, sample: int = 32) -> PatchStain:
     """The stain transform of one slide's patches (`source`: a `SlidePatches`), its normalisation fitted on
     `sample` patches spread evenly over the slide when it fits per slide (per patch when those hold no tissue)."""
     fit = None

@@ -121,7 +121,7 @@ def data_request(config: Config) -> DataRequest:
     defaults = dataset_kind(data.name).defaults
     resize = data.resize if data.resize is not None else defaults.get("resize")
     files = {split: name for split, name in (("train", data.train_file), ("val", data.val_file),
-                                             ("test", data.test_file)) if name}  # fmt: skip
+                                             ("test", data.test_file)) if name}
     return DataRequest(
         root=Path(data.root), task_names=[task.name for task in config.tasks] or None,
         val_fraction=data.val_fraction, seed=config.train.seed,
@@ -129,7 +129,7 @@ def data_request(config: Config) -> DataRequest:
         resize=None if resize is None or str(resize).lower() == "none" else to_pair(resize, "data.resize"),
         files=files, labels=data.labels, splits=data.splits, coords=data.coords, drop_ungradable=data.drop_ungradable,
         feature_encoder=data.feature_encoder, feature_width=_encoder_width(data.feature_encoder),
-    )  # fmt: skip
+    )
 
 
 def _encoder_width(name: str | None) -> int | None:
@@ -156,7 +156,7 @@ def patch_spec(config: Config) -> PatchSpec:
     return PatchSpec(
         to_pair(p.size, "patches.size"), to_pair(p.stride, "patches.stride") if p.stride else None,
         tuple(mean) if mean is not None else None, tuple(std) if std is not None else None, stain_norm,
-    )  # fmt: skip
+    )
 
 
 def training_transforms(config: Config) -> Collate:
@@ -168,7 +168,7 @@ def training_transforms(config: Config) -> Collate:
     transform = None
     if jitter or augment.translate:
         transform = TrainAugment(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter,
-                                 max_shift=augment.translate)  # fmt: skip
+                                 max_shift=augment.translate)
     erasing = Erasing(augment.erase_fraction, augment.erase_area) if augment.erase_fraction else None
     spec = patch_spec(config)
     if augment.hed_jitter is not None:  # slides: as patches are read; images: before the other transforms
@@ -216,7 +216,7 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         expected = config.patches.num_patches
         if expected is not None and expected != rows * cols:
             notes.append(f"N: the config says {expected}, but a {height}×{width} image gives {rows}×{cols} = "
-                         f"{rows * cols} patches; the grid wins")  # fmt: skip
+                         f"{rows * cols} patches; the grid wins")
         notes += selection_notes(config, rows * cols)
     return splits, notes
 
@@ -226,12 +226,12 @@ def selection_notes(config: Config, num_patches: int) -> list[str]:
     s = config.selection
     notes = []
     for key, value in (("M (selection.num_salient)", s.num_salient),
-                       ("selection.eval_num_salient", s.eval_num_salient)):  # fmt: skip
+                       ("selection.eval_num_salient", s.eval_num_salient)):
         if value is not None and value >= num_patches:
             notes.append(f"{key} = {value} ≥ the {num_patches} patches of an image: every patch is selected")
     if s.chunk_size >= num_patches:
         notes.append(f"I (selection.chunk_size) = {s.chunk_size} ≥ the {num_patches} patches of an image: "
-                     "each image is scored in one chunk")  # fmt: skip
+                     "each image is scored in one chunk")
     return notes
 
 
@@ -259,17 +259,17 @@ def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpe
 
 
 def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_dim: int | None = None
-                ) -> PatchClassifier:  # fmt: skip
+                ) -> PatchClassifier:
     """Encoder (by name, for images of `channels` or feature vectors of `feature_dim`), aggregator, heads."""
     m = config.model
     if feature_dim is not None and m.in_chans not in (None, feature_dim):
         raise ConfigError(f"model.in_chans (n_chan_in) is {m.in_chans}, but the feature bags have width "
-                          f"{feature_dim}")  # fmt: skip
+                          f"{feature_dim}")
     try:
         encoder = create_encoder(
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
             weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim, zero_init_last=m.zero_init_last,
-        )  # fmt: skip
+        )
     except PretrainedWeightsUnavailable as exc:
         raise ConfigError(f"{config.given.name('model.pretrained')}: {exc}") from None
     except WeightsFileError as exc:
@@ -279,7 +279,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     aggregator = create_aggregator(
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
         dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,
-    )  # fmt: skip
+    )
     return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, bn_mode=m.bn_mode)
 
 
@@ -293,7 +293,7 @@ def place_model(model: PatchClassifier, config: Config, device: torch.device) ->
     model = model.to(device)
     t = config.train
     speed_up_encoder(model.encoder, device, channels_last=t.channels_last, fold_batchnorm=t.fold_batchnorm,
-                     compile=t.compile)  # fmt: skip
+                     compile=t.compile)
     return model
 
 
@@ -324,7 +324,7 @@ class Run:
 
     @classmethod
     def from_config(cls, config: Config, *, progress: bool = True, generate: bool = True,
-                    dist: Distributed | None = None) -> Run:  # fmt: skip
+                    dist: Distributed | None = None) -> Run:
         """Build a run; nothing is written anywhere except a generated dataset (when `generate`, by rank 0)."""
         dist = dist or Distributed()
         check_config(config)
@@ -377,7 +377,7 @@ class Run:
         return build_loader(
             dataset, t.batch_size // self.dist.world, collate=collate, sampler=sampler,
             num_workers=data.num_workers, pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
-        )  # fmt: skip
+        )
 
     def train_sampler(self) -> EpochSampler:
         """The training order: permuted per epoch from the seed, sharded over the processes."""

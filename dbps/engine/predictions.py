@@ -47,9 +47,9 @@ def predict_rows(run: Run, dataset: Dataset, out: Path, *, prefix: str) -> list[
                 for b in range(len(group)):
                     row = {"index": len(rows), "name": names[len(rows)]} | _outcome(run, outputs, group.targets, b)
                     title = ", ".join(f"{t.name}: {row[f'{t.name}_predicted']} (true {row[f'{t.name}_target']})"
-                                      for t in run.model.tasks)  # fmt: skip
+                                      for t in run.model.tasks)
                     row |= _draw(group, source, selection, scores, b, out, f"{prefix}-{len(rows):04d}", title,
-                                 str(row["name"]))  # fmt: skip
+                                 str(row["name"]))
                     rows.append(row)
     return rows
 

@@ -167,7 +167,7 @@ def timm_encoder(
         ) from None
     if weights is not None and missing:
         raise WeightsFileError(f"{weights}: lacks {len(missing)} weights of {name!r} (e.g. {', '.join(missing[:3])}); "
-                               "the weights of another model?")  # fmt: skip
+                               "the weights of another model?")
     if stages is None:
         return PatchEncoder(backbone, backbone.num_features)
     return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
@@ -224,7 +224,7 @@ def create_encoder(
     if pathology_recipe(name) is not None:
         if pretrained or stages is not None or in_chans != 3:
             raise ValueError(f"encoder {name!r} is built as its model card says, from RGB patches and local weights: "
-                             "drop pretrained, stages and in_chans")  # fmt: skip
+                             "drop pretrained, stages and in_chans")
         return create_pathology_encoder(name, weights=weights, dim=dim)
     if name in ENCODERS:
         if name.lower() == "projector":

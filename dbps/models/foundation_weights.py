@@ -126,9 +126,9 @@ def _fit_position_grid(state: dict[str, Tensor], vit: nn.Module, path: Path) -> 
     if side * side + prefix != theirs.shape[1]:
         return state  # not a square grid: left for the shape check to refuse
     log.info("note: %s: position embedding resampled from a %d×%d grid to %s", path, side, side,
-             "×".join(map(str, vit.patch_embed.grid_size)))  # fmt: skip
+             "×".join(map(str, vit.patch_embed.grid_size)))
     resampled = resample_abs_pos_embed(theirs.float(), new_size=list(vit.patch_embed.grid_size),
-                                       old_size=[side, side], num_prefix_tokens=prefix)  # fmt: skip
+                                       old_size=[side, side], num_prefix_tokens=prefix)
     return state | {"pos_embed": resampled.to(theirs.dtype)}
 
 

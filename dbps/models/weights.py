@@ -30,7 +30,7 @@ def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_model_state(model: nn.Module, state: dict[str, torch.Tensor], origin: Path,
-                     hint: str = "was it trained with another config?") -> None:  # fmt: skip
+                     hint: str = "was it trained with another config?") -> None:
     """Load weights saved from this model's architecture; a mismatch is one line naming the file, the keys and
     `hint` (what the file should have been)."""
     state = strip_wrapper_prefixes(state)
