@@ -57,6 +57,8 @@ class Plan:
     preset_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     accuracy_scale: str = "gpu"  # a scale of benchmarks/accuracy_side_by_side.py
     accuracy_overrides: tuple[str, ...] = ("train.device=cuda", "data.num_workers=3")
+    accuracy_threads: int = 3  # threads of each accuracy run (they run at once)
+    bench_isolate: bool = True  # on a CPU, a fresh process per measurement (`dbps bench --no-isolate` when False)
 
 
 # One H100: the IPS code's 79.5 ms per 16-image step gives 282 steps × 79.5 ms = 22 s per epoch on 4,500 training
@@ -79,14 +81,17 @@ SHORT = Plan(
     budgets={"environment": 30, "gpu tests": 60, "bench": 140, "make data": 40, "train": 60, "eval": 20,
              "accuracy": 630},
 )
+# A CPU check that every stage runs and writes its rows. Nearly all of its time is process start-up (importing
+# torch, scikit-learn, matplotlib), not computing: the bench measures in one process, each training draws one
+# heatmap, and the accuracy runs take a thread each.
 DRY_RUN = Plan(
-    sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=1, bench_overrides=(*TINY_MODEL, "S=4"),
-    data_size=150, n_train=48, n_test=16, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
-    train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0"),
+    sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=0, bench_overrides=(*TINY_MODEL, "S=4"),
+    data_size=150, n_train=24, n_test=8, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
+    train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0", "log.heatmaps=1"),
     budgets={"environment": 60, "gpu tests": 120, "bench": 120, "make data": 60, "train": 60, "eval": 60,
              "accuracy": 120},
     preset_overrides={"mnist_dbps": ("S=4",)}, accuracy_scale="dry",
-    accuracy_overrides=(*TINY_MODEL, "data.num_workers=0"),
+    accuracy_overrides=(*TINY_MODEL, "data.num_workers=0"), accuracy_threads=1, bench_isolate=False,
 )
 GROUPS = ("tests", "bench", "train", "accuracy")
 REFERENCE_CHECKOUT = ROOT / "external" / "ips"  # `git clone https://github.com/benbergner/ips external/ips`
@@ -193,7 +198,8 @@ class Suite:
             if left > 1:
                 cmd = self.dbps("bench", "--config", BENCH_CONFIG, "--sizes", str(size), "--out", str(part),
                                 "--batch", str(plan.bench_batch), "--steps", str(plan.bench_steps),
-                                "--warmup", str(plan.bench_warmup), *plan.bench_overrides)
+                                "--warmup", str(plan.bench_warmup), *([] if plan.bench_isolate else ["--no-isolate"]),
+                                *plan.bench_overrides)
                 rc, _ = run_command(cmd, left, self.log(stage.name))
             codes.append(rc)
             found = read_csv(part)
@@ -261,7 +267,7 @@ class Suite:
         minutes = max(0.5, (stage.budget_s - 60) / 60)  # a minute for the data and the report
         cmd = [self.python, str(Path(__file__).with_name("accuracy_side_by_side.py")), "--out", str(out),
                "--scale", self.plan.accuracy_scale, "--seeds", "0", "--methods", ",".join(methods),
-               "--jobs", str(len(methods)), "--threads", "3", "--minutes", f"{minutes:.1f}",
+               "--jobs", str(len(methods)), "--threads", str(self.plan.accuracy_threads), "--minutes", f"{minutes:.1f}",
                *(["--reference", str(reference)] if found else []),
                *self.plan.accuracy_overrides]
         run_stage(stage, cmd, self.log(stage.name))
