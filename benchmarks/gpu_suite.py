@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gpu_report as report
+from accuracy_side_by_side import SCALES
 from gpu_docs import write_outputs
 from gpu_stages import (
     ROOT,
@@ -83,10 +84,10 @@ SHORT = Plan(
 )
 # A CPU check that every stage runs and writes its rows. Nearly all of its time is process start-up (importing
 # torch, scikit-learn, matplotlib), not computing: the bench measures in one process, each training draws one
-# heatmap, and the accuracy runs take a thread each.
+# heatmap, the accuracy runs take a thread each and train on the training stages' images (its 'dry' scale).
 DRY_RUN = Plan(
     sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=0, bench_overrides=(*TINY_MODEL, "S=4"),
-    data_size=150, n_train=24, n_test=8, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
+    data_size=150, n_train=32, n_test=16, n_noise=2, epochs=1, warmup_epochs=0, train_batch=8,
     train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0", "log.heatmaps=1"),
     budgets={"environment": 60, "gpu tests": 120, "bench": 120, "make data": 60, "train": 60, "eval": 60,
              "accuracy": 120},
@@ -264,6 +265,7 @@ class Suite:
         out = self.work / "accuracy"
         found = (reference / "main.py").is_file()
         methods = ["reference", "ips", "dbps", "dbps+"] if found else ["ips", "dbps", "dbps+"]
+        shared = not found and self.share_data(out / "data")
         minutes = max(0.5, (stage.budget_s - 60) / 60)  # a minute for the data and the report
         cmd = [self.python, str(Path(__file__).with_name("accuracy_side_by_side.py")), "--out", str(out),
                "--scale", self.plan.accuracy_scale, "--seeds", "0", "--methods", ",".join(methods),
@@ -278,7 +280,22 @@ class Suite:
                 shutil.copy(out / name, folder / name)
         if not found:
             stage.note = (f"without the IPS reference code (no checkout at {reference}); " + stage.note).strip("; ")
+        if shared:
+            stage.note = ("the training stages' data; " + stage.note).strip("; ")
         self.end(stage)
+
+    def share_data(self, target: Path) -> bool:
+        """Lend the accuracy runs the training stages' images when they are what its scale would generate (dbps's
+        generator, the same sizes and digits): one generation fewer. True when `target` now links to them."""
+        plan, scale = self.plan, SCALES[self.plan.accuracy_scale]
+        source = self.work / f"megapixel-mnist-{plan.data_size}"
+        same = (scale.size, scale.n_train, scale.n_test, scale.n_noise) == (plan.data_size, plan.n_train, plan.n_test,
+                                                                             plan.n_noise)
+        if not same or self.digits is not None or target.exists() or not (source / "meta.json").is_file():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source, target_is_directory=True)
+        return True
 
     def training_rows(self) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         """One summary row per preset and every epoch's row, from the run folders."""

@@ -41,7 +41,7 @@ from dbps.engine.memory import keep_freed_host_memory
 from dbps.engine.speed import autocast_dtype, speed_up_encoder
 from dbps.metrics import METRICS, task_metric
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
-from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
+from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError, is_timm_model
 from dbps.models.pathology import PATHOLOGY_ENCODERS, pathology_recipe
 from dbps.models.weights import load_model_state
 from dbps.patches import grid_shape, to_pair
@@ -79,8 +79,6 @@ def resolve_device(name: str) -> torch.device:
 
 def check_config(config: Config) -> None:
     """Every name the config uses (dataset, encoder, aggregator, metrics, device) exists; all problems at once."""
-    import timm
-
     errors: list[str] = []
     m = config.model
 
@@ -92,7 +90,7 @@ def check_config(config: Config) -> None:
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
-    if m.encoder not in ENCODERS and not timm.is_model(m.encoder) and pathology_recipe(m.encoder) is None:
+    if m.encoder not in ENCODERS and not is_timm_model(m.encoder) and pathology_recipe(m.encoder) is None:
         known = ENCODERS.names() + PATHOLOGY_ENCODERS.names()
         message = unknown_name_message("encoder", m.encoder, known)
         errors.append(f"{config.given.name('model.encoder')}: {message} (or a timm model name)")

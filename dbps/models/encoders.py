@@ -117,6 +117,13 @@ def projector(in_dim: int, dim: int, **_: object) -> PatchEncoder:
     return PatchEncoder(nn.Identity(), in_dim, dim)
 
 
+def is_timm_model(name: str) -> bool:
+    """Whether timm knows `name` (timm is imported here, when first needed: it costs a second at start-up)."""
+    import timm
+
+    return timm.is_model(name)
+
+
 def timm_encoder(
     name: str,
     in_chans: int = 3,
