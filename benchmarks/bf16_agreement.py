@@ -86,7 +86,7 @@ def summarise(rows: list[dict[str, object]], num_salient: int) -> None:
         part = [r for r in rows if r["split"] == split]
         salient = [float(r["salient_overlap"]) for r in part]  # type: ignore[arg-type]
         line = (f"{split}: {len(part)} images, M = {num_salient}: mean salient overlap {statistics.mean(salient):.3f}, "
-                f"identical salient sets {sum(s == 1.0 for s in salient) / len(part):.1%}")  # fmt: skip
+                f"identical salient sets {sum(s == 1.0 for s in salient) / len(part):.1%}")
         context = [float(r["context_overlap"]) for r in part]  # type: ignore[arg-type]
         if context and context[0] == context[0]:  # not NaN: the method keeps a context set
             line += f", mean context overlap {statistics.mean(context):.3f}"

@@ -46,7 +46,7 @@ def main() -> None:
     configs = {u: load_config(args.config, ["train.device=cpu", f"selection.buffer_update={u}"])[0] for u in UPDATES}
     config = configs["joint"]
     model = build_model(config, bench_tasks(config), channels=1).eval()
-    selectors = {u: c.selector() for u, c in configs.items()}
+    selectors = {u: PatchSelector.from_config(c) for u, c in configs.items()}
     s = config.selection
     print(f"M = {s.num_salient}, I = {s.chunk_size}, S = {s.num_context}, B = {args.batch}: CPU ms per pass, 1 thread")
     print("| image | N | chunks | joint ms | two_stage ms | two_stage / joint |")

@@ -60,7 +60,7 @@ def bench(tree: Path, overrides: list[str], args: argparse.Namespace, out: Path)
     command = [sys.executable, "-m", "dbps", "bench", "--config", args.config, "--sizes", str(args.size),
                "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
                "--methods", args.methods, "--out", str(out), *args.setting.split(), "train.device=cpu",
-               *overrides]  # fmt: skip
+               *overrides]
     env = os.environ | {"PYTHONPATH": str(tree)}
     subprocess.run(command, env=env, cwd=tree, check=True, capture_output=True, text=True)
     with out.open() as handle:
@@ -104,7 +104,7 @@ def main() -> None:
                 for row in bench(trees[tree], overrides, args, Path(tmp) / f"{repeat}-{len(rows)}.csv"):
                     rows.append({"variant": label, "repeat": repeat, "busy_before": round(busy, 3)} | row)
                     print(f"{repeat} {label:38s} {row['method']:>5} {float(row['ms_per_step']):8.1f} ms/step "
-                          f"(busy before {busy:.0%})", flush=True)  # fmt: skip
+                          f"(busy before {busy:.0%})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="") as handle:
         # an older checkout's bench may write fewer columns: every column any row has, blank where missing
@@ -125,7 +125,7 @@ def summarise(rows: list[dict[str, object]], labels: list[str]) -> None:
             base = medians.get(("baseline", method))
             speedup = f"{base / medians[label, method]:.2f}×" if base else "–"
             print(f"{label:38s} {method:>5} median {medians[label, method]:7.1f} ms  "
-                  f"[{min(times):.1f}–{max(times):.1f}] n={len(times)}  speed-up {speedup}")  # fmt: skip
+                  f"[{min(times):.1f}–{max(times):.1f}] n={len(times)}  speed-up {speedup}")
 
 
 if __name__ == "__main__":

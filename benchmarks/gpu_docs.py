@@ -36,7 +36,7 @@ def bench_section(suite: Suite, rows: list[dict[str, str]], png: Path) -> str:
     plan, env = suite.plan, suite.env
     sizes = ",".join(map(str, plan.sizes))
     command = (f"dbps bench --config mnist_dbps --sizes {sizes} --batch {plan.bench_batch} --steps {plan.bench_steps} "
-               f"--warmup {plan.bench_warmup} {' '.join(plan.bench_overrides)}").strip()  # fmt: skip
+               f"--warmup {plan.bench_warmup} {' '.join(plan.bench_overrides)}").strip()
     if not rows:
         return DRY_BANNER * suite.dry_run + NOT_YET.format(what="bench")
     return (
@@ -122,7 +122,7 @@ def write_outputs(suite: Suite, elapsed: float) -> None:
     previous = json.loads(record_path.read_text()) if record_path.is_file() else {}
     stages = merged_stages(previous.get("stages", []), [asdict(s) for s in suite.stages], suite.stage_order())
     record = {"tag": suite.tag, "dry_run": suite.dry_run, "elapsed_s": round(elapsed, 1), "env": suite.env,
-              "plan": asdict(suite.plan), "stages": stages}  # fmt: skip
+              "plan": asdict(suite.plan), "stages": stages}
     record_path.parent.mkdir(parents=True, exist_ok=True)
     record_path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     docs = suite.out / "docs"
@@ -134,17 +134,17 @@ def write_outputs(suite: Suite, elapsed: float) -> None:
     bench_rows, train_rows = read_csv(suite.path("bench")), read_csv(suite.path("train"))
     update_doc(docs / "benchmarks.md", {"bench": bench_section(suite, bench_rows, suite.path("bench", ".png"))})
     update_doc(docs / "results.md", {"training": training_section(suite, train_rows),
-                                     "run": run_section(suite, stages, elapsed)}, RESULTS_INTRO)  # fmt: skip
+                                     "run": run_section(suite, stages, elapsed)}, RESULTS_INTRO)
     if "accuracy" in suite.groups:
         update_doc(docs / "accuracy.md", {"accuracy-gpu": accuracy_section(suite)}, ACCURACY_INTRO)
     written = [p for p in (suite.path("bench"), suite.path("bench", ".png"), suite.path("train"),
-                           suite.path("train", "-epochs.csv"), record_path) if p.is_file()]  # fmt: skip
+                           suite.path("train", "-epochs.csv"), record_path) if p.is_file()]
     print(f"\n{'=' * 30} GPU suite summary ({suite.tag}{', dry run' if suite.dry_run else ''}) {'=' * 30}")
     print(report.environment_line(suite.env))
     print(f"\nStages ({elapsed / 60:.1f} min in all):\n{report.stage_table(stages)}")
     if bench_rows:
         print(f"\nBench (ms and GB per {suite.plan.bench_batch}-image step; reference beside ours):\n"
-              f"{report.bench_table(bench_rows)}")  # fmt: skip
+              f"{report.bench_table(bench_rows)}")
     if train_rows:
         table = report.training_table(train_rows, with_reference=suite.plan.data_size == report.REFERENCE_SIZE)
         print(f"\nTraining, {suite.plan.epochs} epochs (in brackets: reference / published):\n{table}")

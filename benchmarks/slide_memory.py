@@ -84,7 +84,7 @@ def cohort(folder: Path, slide: Path, small: Path, copies: int) -> Path:
         _link(small, slides / f"{name}.tiff")
     names = [*train, "val_0", "test_0", "test_1"]
     labels = ["case_id,slide_id,label", *(f"case_{i},{name},{'tumor' if i % 2 else 'normal'}"
-                                          for i, name in enumerate(names))]  # fmt: skip
+                                          for i, name in enumerate(names))]
     (folder / "labels.csv").write_text("\n".join(labels) + "\n")
     columns = [train, ["val_0"], ["test_0", "test_1"]]
     rows = [",".join(c[i] if i < len(c) else "" for c in columns) for i in range(max(map(len, columns)))]
@@ -105,7 +105,7 @@ def train_command(folder: Path, method: str, chunk: int, run_dir: Path) -> list[
         f"selection.chunk_size={chunk}", "selection.explore_epochs=0", "patches.drop_ratio=0",
         "train.batch_size=1", "train.micro_batch_size=1", "train.epochs=1", "train.warmup_epochs=0",
         "train.device=cpu", "log.progress=false", "log.tensorboard=false", "--out", str(run_dir),
-    ]  # fmt: skip
+    ]
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -155,13 +155,13 @@ def write_csv(path: Path, rows: list[Measurement], chunk: int) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["slide", "tissue_patches", "method", "M", "I", "S", "steps", "seconds_per_step",
-                         "peak_rss_mb", "max_rss_mb_process", "peak_ratio", "cpu", "cores", "torch"])  # fmt: skip
+                         "peak_rss_mb", "max_rss_mb_process", "peak_ratio", "cpu", "cores", "torch"])
         for row in rows:
             writer.writerow([
                 row.slide, row.tissue_patches, row.method, 100, chunk, 100 if row.method == "dbps" else 0, row.steps,
                 f"{row.seconds_per_step:.1f}", f"{row.peak_rss_mb:.1f}", f"{row.max_rss_mb:.1f}",
                 f"{row.peak_rss_mb / base[row.method]:.3f}", cpu_model(), os.cpu_count(), torch.__version__,
-            ])  # fmt: skip
+            ])
 
 
 def main() -> None:
@@ -186,7 +186,7 @@ def main() -> None:
             seconds, peak, outside = measure(folder, method, args.chunk, args.steps)
             rows.append(Measurement(f"{width}x{height}", patches, method, args.steps, seconds, peak, outside))
             print(f"{width}x{height}: {patches:,} tissue patches, {method}: {seconds:.0f} s/step, "
-                  f"peak RSS {peak:.0f} MB (outside: {outside:.0f} MB)", flush=True)  # fmt: skip
+                  f"peak RSS {peak:.0f} MB (outside: {outside:.0f} MB)", flush=True)
             if args.out:
                 write_csv(args.out, rows, args.chunk)
 

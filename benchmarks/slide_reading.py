@@ -83,10 +83,10 @@ def main() -> None:
             coords = torch.from_numpy(tile_slide(reader, settings, "slide").coords)
         coords = coords[torch.randperm(len(coords), generator=torch.Generator().manual_seed(0))]  # scattered reads
         rows = [("reader", f"{threads} threads", reader_rate(slide, coords, threads, args.chunk, args.patches))
-                for threads in map(int, args.threads.split(","))]  # fmt: skip
+                for threads in map(int, args.threads.split(","))]
     device = torch.device(args.device)
     rows += [("encoder", label, encoder_rate(arguments, device, args.batch, args.steps))
-             for label, arguments in ENCODERS.items()]  # fmt: skip
+             for label, arguments in ENCODERS.items()]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"{len(coords):,} full-tissue 256² patches; device {where}, torch {torch.__version__}")
     for kind, label, rate in rows:

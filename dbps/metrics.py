@@ -99,6 +99,11 @@ def auc(logits: np.ndarray, targets: np.ndarray, activation: Activation) -> floa
     return float(np.mean(per_class))
 
 
+def task_metric(task: TaskSpec) -> MetricFn:
+    """The metric that judges `task`; an unknown name raises a ValueError that lists the known ones."""
+    return METRICS.get(task.metric)
+
+
 def task_metrics(task: TaskSpec, logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """The metrics users of such a task report, the task's own metric first.
 

@@ -1,4 +1,7 @@
-"""Tasks: what a model predicts for each image, its loss, and the metric that judges it."""
+"""Tasks: what a model predicts for each image, its loss, and the name of the metric that judges it.
+
+A task names its metric; `dbps.metrics.task_metric` resolves the name (tasks know nothing of the metrics).
+"""
 
 from __future__ import annotations
 
@@ -38,13 +41,10 @@ class TaskSpec:
     class_names: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        from dbps.metrics import METRICS
-
         if self.num_classes < 1:
             raise ValueError(f"task {self.name!r}: num_classes must be ≥ 1, got {self.num_classes}")
         activation = parse_enum(Activation, self.activation, f"task {self.name!r} activation")
         object.__setattr__(self, "activation", activation)
-        METRICS.get(self.metric)  # an unknown metric is named here, before anything runs
 
 
 def task_loss(logits: Tensor, target: Tensor, task: TaskSpec) -> Tensor:

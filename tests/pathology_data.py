@@ -28,7 +28,7 @@ def he_tiles(he_pyramid: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     (root / "slides").mkdir()
     (root / "slides" / "cmu.tiff").symlink_to(he_pyramid)
     argv = ["tile", str(root / "slides"), "--out", str(root / "tiles"), "--magnification", "10", "--patch-size",
-            "128", "--thumbnail-size", "256", "--no-progress"]  # fmt: skip
+            "128", "--thumbnail-size", "256", "--no-progress"]
     assert main(argv) == 0
     return root
 
@@ -38,7 +38,7 @@ def he_features(he_tiles: Path) -> np.ndarray:
     """The real slide's patch features (small CNN, random weights, 16 features per patch)."""
     out = he_tiles / "features"
     argv = ["extract-features", str(he_tiles / "slides"), "--coords", str(he_tiles / "tiles"), "--encoder",
-            "small_cnn", "--dim", "16", "--out", str(out), "--no-progress", "--device", "cpu"]  # fmt: skip
+            "small_cnn", "--dim", "16", "--out", str(out), "--no-progress", "--device", "cpu"]
     assert main(argv) == 0
     with h5py.File(out / "features_small_cnn_dim16" / "cmu.h5") as handle:
         return np.asarray(handle["features"], dtype=np.float32)

@@ -30,7 +30,7 @@ PHOTOS = {
 # every way an image file is written; the folder dataset cycles through them so each one appears
 KINDS = (
     "jpeg", "png16", "grey", "palette", "rgba", "la", "cmyk_jpeg", "cmyk_tiff", "webp", "truncated", "exif", "tiff16"
-)  # fmt: skip
+)
 EXIF_ORIENTATION = 0x0112
 TRAFFIC_SETS = {
     "Set1": [
@@ -53,12 +53,12 @@ TRAFFIC_SETS = {
         ("eighty.jpg", "VISIBLE, 70, 70, 40, 40, PROHIBITORY, 80_SIGN;MISC_SIGNS;"),
         ("side_road.jpg", "SIDE_ROAD, 70, 70, 40, 40, PROHIBITORY, 80_SIGN;"),
     ],
-}  # fmt: skip
+}
 TRAFFIC_LABELS = {  # what the reference rules give each line above; None = dropped
     "empty.jpg": 0, "misc_only.jpg": 0, "seventy.jpg": 2, "visibility_first.jpg": 3, "larger_wins.jpg": 3,
     "blurred_best.jpg": None, "other_only.jpg": None, "with_other.jpg": 1,
     "empty2.jpg": 0, "fifty.jpg": 1, "eighty.jpg": 3, "side_road.jpg": None,
-}  # fmt: skip
+}
 
 
 def skimage_data() -> Path:

@@ -14,9 +14,9 @@ _BOOKKEEPING = {
     "isParallel": False, "isOnlyTest": False, "eval_vis_path": "", "eval_with_attn": False, "test_dir": "",
     "project": "DBformer_experiment", "wandb": False, "swanlab": False, "save_dir": "", "title": "",
     "eps": 0.000001, "seed": 0, "track_efficiency": False, "track_epoch": 0,
-}  # fmt: skip
+}
 _AGGREGATION = {"use_pos": False, "H": 8, "D": 512, "D_k": 64, "D_v": 64, "D_inner": 2048, "attn_dropout": 0.1,
-                "dropout": 0.1}  # fmt: skip
+                "dropout": 0.1}
 _SIGN_TASK = {"tasks": {"task0": {"id": 0, "name": "sign", "act_fn": "softmax", "metric": "accuracy"}}}
 
 # (height, width, n_class, patch side, N) of the HEAD datasets
@@ -40,7 +40,7 @@ def head_config(dataset: str, variant: str) -> dict[str, Any]:
         "shuffle_style": "batch", "sample_style": sample_style, "n_token": 1, "N1": n, "N": n, "M": 2, "test_M": 2,
         "I1": 10, "I": 10, "S": 8, "ratio": ratio, "patch_size": [side, side], "patch_stride": [side, side],
         **_AGGREGATION, **_SIGN_TASK,
-    }  # fmt: skip
+    }
 
 
 # (n_class, patch side, N, M, I, S) of the CVPR-era photo configs
@@ -66,7 +66,7 @@ def cvpr_config(dataset: str) -> dict[str, Any]:
         "n_res_blocks": 4, "shuffle": True, "shuffle_style": "batch", "n_token": 1, "N": n, "N1": n, "M": m, "M1": m,
         "I": i, "I1": i, "S": s, "patch_size": [side, side], "patch_stride": [side, side], **_AGGREGATION,
         **_SIGN_TASK,
-    }  # fmt: skip
+    }
 
 
 def camelyon_config() -> dict[str, Any]:
@@ -79,7 +79,7 @@ def camelyon_config() -> dict[str, Any]:
         "is_image": False, "enc_type": "resnet50", "pretrained": False, "n_chan_in": 1024, "shuffle": True,
         "shuffle_style": "batch", "n_token": 1, "M": 100, "M1": 100, "I": 500, "I1": 500, "S": 400, **_AGGREGATION,
         "tasks": {"task0": {"id": 0, "name": "metastases", "act_fn": "sigmoid", "metric": "auc"}},
-    }  # fmt: skip
+    }
 
 
 def ips_mnist_config() -> dict[str, Any]:
@@ -96,7 +96,7 @@ def ips_mnist_config() -> dict[str, Any]:
             "task3": {"name": "top", "act_fn": "softmax", "multi_label": False},
             "task4": {"name": "multi", "act_fn": "sigmoid", "multi_label": True},
         },
-    }  # fmt: skip
+    }
 
 
 def write(path, config: dict[str, Any]):

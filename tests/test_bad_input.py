@@ -20,12 +20,12 @@ from dbps.data import make_megapixel_mnist
 
 TINY = ("model.encoder=small_cnn model.dim=16 model.heads=2 model.dim_key=8 model.dim_value=8 model.dim_ffn=32 M=2 "
         "S=3 I=8 train.epochs=1 train.warmup_epochs=0 B=4 B_seq=2 data.num_workers=0 log.progress=false "
-        "log.tensorboard=false data.val_fraction=0.25")  # fmt: skip
+        "log.tensorboard=false data.val_fraction=0.25")
 TRAIN = f"train --config quickstart data.root={{data}} data.generate=null --out {{out}} {TINY}"
 FEATURES = f"train --config quickstart --dataset features data.generate=null --out {{out}} {TINY} " \
-           "model.encoder=projector tasks=[] B=1 B_seq=1 S=1"  # fmt: skip
+           "model.encoder=projector tasks=[] B=1 B_seq=1 S=1"
 PHOTOS = f"train --config quickstart --dataset folder data.generate=null data.root={{photos}} --out {{out}} {TINY} " \
-         "tasks=[] patches.size=16 data.resize=[32,32] B=2 B_seq=1 S=1"  # fmt: skip
+         "tasks=[] patches.size=16 data.resize=[32,32] B=2 B_seq=1 S=1"
 EXTRACT = "extract-features {slides} --coords {w}/tiles --encoder small_cnn --out {out} --no-progress"
 
 # (id, command line, what the error lines must name). Paths: {w} the world, {data} a Megapixel MNIST dataset,
@@ -165,7 +165,7 @@ CASES = [
     # the command itself
     ("unknown-command", "fit --config quickstart", ["argument COMMAND", "'fit'"]),
     ("unknown-flag", "eval {run} --fast", ["unrecognized arguments: --fast"]),
-]  # fmt: skip
+]
 
 
 class Payload:
@@ -204,7 +204,8 @@ def _finished_run(world: Path, data: Path) -> Path:
     """A run folder as training leaves it (config with data.generate set, as the quickstart's), without training."""
     from dbps.config import load_config, save_config
     from dbps.engine.build import Run
-    from dbps.engine.checkpoint import plain_state_dict, save_checkpoint
+    from dbps.engine.checkpoint import save_checkpoint
+    from dbps.models.weights import plain_state_dict
 
     config, _ = load_config("quickstart", [f"data.root={data}", *TINY.split()])
     built = Run.from_config(config, progress=False, generate=False)
@@ -272,7 +273,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w / "slides" / "s1.tiff").write_bytes(b"II*\x00 not really a slide")
     (w / "tiles").mkdir()
     return {"w": w, "data": data, "run": run, "photos": _photos(w), "feats": _feature_bags(w), "slides": w / "slides",
-            "out": w / "new"}  # fmt: skip
+            "out": w / "new"}
 
 
 def assert_one_line_errors(err: str, expected: list[str]) -> None:
@@ -319,7 +320,7 @@ def _unwritable(tmp_path: Path, kind: str) -> Path:
 @pytest.mark.parametrize("kind", ["read-only-folder", "sysfs"])
 @pytest.mark.parametrize("command", ["make-data megapixel-mnist --n-train 2 --n-test 2 --size 120 --out {out}",
                                      "predict {run} --count 1 --out {out}", "tile {slides} --out {out} --no-progress",
-                                     f"{TRAIN}"])  # fmt: skip
+                                     f"{TRAIN}"])
 def test_an_unwritable_output_place_is_named(world, tmp_path, kind, command, capsys) -> None:
     out = _unwritable(tmp_path, kind)
     places = {key: str(path) for key, path in world.items()} | {"out": str(out)}
@@ -344,7 +345,7 @@ def test_make_data_force_that_fails_half_way_leaves_the_dataset_as_it_was(world,
 
     monkeypatch.setattr(megapixel_mnist, "_generate_split", failing)
     argv = ["make-data", "megapixel-mnist", "--out", str(data), "--force", "--n-train", "3", "--n-test", "2",
-            "--size", "120", "--seed", "5"]  # fmt: skip
+            "--size", "120", "--seed", "5"]
     assert main(argv) == 2
     last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar of the train split
     assert_one_line_errors(last, [f"{data}/test/index.npy: No space left on device"])

@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dbps.data import Collate, FeatureBag, FeatureBatch, ImageBatch, PatchSpec, RaggedImageBatch, SparseImage
+from dbps.data import (
+    Collate,
+    FeatureBag,
+    FeatureBatch,
+    ImageBatch,
+    ImageOverlay,
+    Level0Overlay,
+    PatchSpec,
+    RaggedImageBatch,
+    SparseImage,
+)
 from dbps.data.batches import SparseImageBatch
 from dbps.engine.step import forward_backward, predict
 from dbps.models import PatchClassifier, create_aggregator, create_encoder
@@ -26,7 +36,7 @@ def test_collate_picks_the_batch_kind_from_the_items() -> None:
     same = collate([item(16, 24, 0, 0), item(16, 24, 1, 1)])
     mixed = collate([item(16, 24, 0, 0), item(32, 16, 1, 1)])
     sparse = collate([(SparseImage(torch.tensor([0, 5]), torch.tensor([9, 7], dtype=torch.uint8), (1, 8, 8)),
-                       {"label": torch.tensor(1)})])  # fmt: skip
+                       {"label": torch.tensor(1)})])
     bags = collate([(FeatureBag(torch.randn(5, 4)), {"label": torch.tensor(0)})])
     assert isinstance(same, ImageBatch) and same.images.shape == (2, 1, 16, 24)
     assert isinstance(mixed, RaggedImageBatch) and isinstance(sparse, SparseImageBatch)
@@ -42,7 +52,7 @@ def test_groups_are_consecutive_runs_of_one_shape_in_order() -> None:
     groups = list(batch.groups(2))
     assert [tuple(g.images.shape[:1]) + tuple(g.images.shape[2:]) for g in groups] == [
         (2, 16, 16), (1, 24, 16), (2, 16, 16), (1, 16, 16),
-    ]  # fmt: skip
+    ]
     assert torch.cat([g.targets["label"] for g in groups]).tolist() == list(range(6))
     assert [g.source().num_patches for g in groups] == [4, 6, 4, 4]
 
@@ -96,3 +106,21 @@ def test_batches_move_to_a_device_with_their_targets() -> None:
     moved = batch.to(torch.device("cpu"))
     assert all(t.device.type == "cpu" for t in moved.tensors())
     assert len(list(moved.tensors())) == 3  # two images and one target tensor
+
+
+def test_each_batch_kind_says_where_its_patches_lie() -> None:
+    collate = Collate(PatchSpec((8, 8), (4, 4)))
+    images = collate([item(16, 24, 0, 0), item(16, 24, 1, 1)])
+    source = images.source()
+    overlay = images.overlay(1, source)
+    assert isinstance(overlay, ImageOverlay) and overlay.patch_size == (8, 8)
+    assert (overlay.coords == source.coords().numpy()).all()
+    assert overlay.pixels.shape == (1, 16, 24) and overlay.pixels.min() >= 0 and overlay.pixels.max() <= 1
+    torch.testing.assert_close(torch.from_numpy(overlay.pixels), images.images[1].float() / 255)
+    mixed = collate([item(16, 24, 0, 0), item(32, 16, 1, 1)])
+    assert mixed.overlay(1, source).coords.shape == (21, 2)  # its own grid: 7 × 3 patches of 32 × 16, stride 4
+    coords = torch.tensor([[0, 0], [256, 0], [0, 256]])
+    bags = FeatureBatch([FeatureBag(torch.randn(3, 4), coords), FeatureBag(torch.randn(3, 4))], {})
+    placed = bags.overlay(0, bags.source())
+    assert isinstance(placed, Level0Overlay) and placed.patch_size is None and placed.slide is None
+    assert (placed.coords_xy == coords.numpy()).all() and bags.overlay(1, bags.source()) is None

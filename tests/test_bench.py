@@ -14,7 +14,7 @@ from dbps.config import load_config
 SMALL = [
     "model.encoder=small_cnn", "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8",
     "model.dim_ffn=32", "M=3", "I=8", "S=4", "tasks=[majority]", "train.device=cpu",
-]  # fmt: skip
+]
 
 
 def test_bench_command_writes_csv_and_plot(tmp_path) -> None:
@@ -65,12 +65,12 @@ def test_bench_runs_on_a_reference_photo_config_and_shows_what_lrs_saves(tmp_pat
 
     config_file = ref.write(tmp_path / "cqu_bpdd_db+.yml", ref.head_config("cqu_bpdd", "db+"))
     tiny = ["enc_type=small_cnn", "D=16", "H=2", "D_k=8", "D_v=8", "D_inner=32", "train.device=cpu", "pretrained=false",
-            "patch_size=[32, 32]", "patch_stride=[32, 32]"]  # fmt: skip
+            "patch_size=[32, 32]", "patch_stride=[32, 32]"]
     rows = {}
     for lrs in (False, True):
         config, _ = load_config(config_file, [*tiny, f"lrs={lrs}"])
         (result,) = bench.run_benchmark(config, methods=["ips"], sizes=[128], batch=2, steps=1, warmup=1,
-                                        progress=False, isolate=False)  # fmt: skip
+                                        progress=False, isolate=False)
         assert result.status == "ok" and result.num_patches == 16
         rows[lrs] = result
     flops = {lrs: r.selection_tflops * r.selection_ms for lrs, r in rows.items()}
@@ -83,6 +83,6 @@ def test_bench_runs_on_the_feature_bag_camelyon_config(tmp_path) -> None:
     config, _ = load_config(ref.write(tmp_path / "camelyon.yml", ref.camelyon_config()),
                             ["D=16", "H=2", "D_k=8", "D_v=8", "D_inner=32", "train.device=cpu", "M=8", "I=32", "S=16"])
     results = bench.run_benchmark(config, methods=["full", "dbps"], sizes=[64], batch=2, steps=1, warmup=1,
-                                  progress=False, isolate=False)  # fmt: skip
+                                  progress=False, isolate=False)
     assert [(r.method, r.status, r.num_patches) for r in results] == [("full", "ok", 64), ("dbps", "ok", 64)]
     assert results[1].num_salient == 8 and results[1].selection_tflops > 0

@@ -18,7 +18,7 @@ TINY = [
     "model.encoder=small_cnn", "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8",
     "model.dim_ffn=32", "M=2", "S=3", "I=8", "train.epochs=2", "train.warmup_epochs=1", "B=4", "B_seq=2",
     "data.num_workers=0", "log.progress=false", "data.val_fraction=0.25",
-]  # fmt: skip
+]
 
 
 def dbps(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -36,10 +36,10 @@ def test_help_lists_every_subcommand(capsys) -> None:
 def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
     data, run = tmp_path / "data", tmp_path / "run"
     made = dbps("make-data", "megapixel-mnist", "--out", str(data), "--n-train", "16", "--n-test", "8", "--size", "200",
-                "--noise", "3")  # fmt: skip
+                "--noise", "3")
     assert made.returncode == 0, made.stderr
     trained = dbps("train", "--config", "quickstart", "--out", str(run), f"data.root={data}", "data.generate=null",
-                   "tasks=[majority, multi]", *TINY)  # fmt: skip
+                   "tasks=[majority, multi]", *TINY)
     assert trained.returncode == 0, trained.stderr
     assert "finished" in trained.stdout and str(run) in trained.stdout
     assert {"config.yaml", "metrics.csv", "best.pt", "last.pt", "summary.json"} <= {p.name for p in run.iterdir()}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from dbps.config import ConfigError, config_from_dict, load_config, preset_names, save_config
-from dbps.selection import Method, Sampling
+from dbps.selection import Method, PatchSelector, Sampling
 from tests import reference_configs as ref
 
 # Flat configs in the reference repos' style (values as their files have them).
@@ -104,7 +104,7 @@ def test_presets_are_the_expected_ones() -> None:
         assert (config.selection.method, s.num_salient, s.chunk_size, config.model.dim) == (method, 100, 100, 128)
         assert (t.batch_size, t.lr, t.epochs, config.patches.size, config.data.generate.size) == (
             16, 1e-3, 150, (50, 50), 1500,
-        )  # fmt: skip
+        )
         aggregator = {Method.IPS: "CA", Method.DBPS: "DA", Method.DBPS_PLUS: "ABX"}[method]
         assert config.model.aggregator == aggregator  # each preset is the method it names
     assert load_config("mnist_ips")[0].patches.shuffle  # as the IPS config
@@ -186,7 +186,7 @@ def test_method_specific_checks() -> None:
     with pytest.raises(ConfigError, match="buffer_update"):
         config_from_dict({"selection": {"method": "ips", "buffer_update": "two_stage"}})
     config, _ = load_config("quickstart", ["selection.buffer_update=Two_Stage"])
-    assert config.selector().buffer_update == "two_stage"
+    assert PatchSelector.from_config(config).buffer_update == "two_stage"
 
 
 def test_missing_config_and_bad_yaml_are_named(tmp_path) -> None:
@@ -250,7 +250,7 @@ def test_ips_mnist_config_is_ips(tmp_path) -> None:
 def test_low_resolution_scoring_and_resize_keys() -> None:
     config, _ = config_from_dict({"lrs": True, "height": 600, "width": 800, "S": 4})
     assert config.selection.score_scale == 0.5 and config.data.resize == [600, 800]
-    assert config.selector().score_scale == 0.5
+    assert PatchSelector.from_config(config).score_scale == 0.5
     with pytest.raises(ConfigError, match="height: given without width"):
         config_from_dict({"height": 600})
 
@@ -317,7 +317,7 @@ def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path)
 
     file = {"data": {"root": str(tmp_path / "mine"), "generate": {"n_train": 2, "n_test": 2, "size": 120,
                                                                   "n_noise": 0}},
-            "selection": {"method": "ips", "num_salient": 2, "chunk_size": 4}}  # fmt: skip
+            "selection": {"method": "ips", "num_salient": 2, "chunk_size": 4}}
     path = tmp_path / "small.yaml"
     path.write_text(yaml.safe_dump(file))
     config, _ = load_config(path, [f"dataset_path={tmp_path / 'typo'}"])
@@ -330,7 +330,7 @@ def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path)
     )
     assert not (tmp_path / "typo").exists()
     for overrides, root in (([], "mine"), ([f"data.root={tmp_path / 'mine'}"], "mine"),
-                            ([f"data.root={tmp_path / 'asked'}", "data.generate.seed=1"], "asked")):  # fmt: skip
+                            ([f"data.root={tmp_path / 'asked'}", "data.generate.seed=1"], "asked")):
         config, _ = load_config(path, overrides)
         splits, _ = prepare_data(config, progress=False)  # the file's own root, or generation asked for
         assert len(splits.test) == 2 and (tmp_path / root / "meta.json").is_file()

@@ -92,7 +92,7 @@ def test_dbps_splits_writes_clam_files_and_never_overwrites(feature_cohort, tmp_
 CV = ["--config", "quickstart", "--dataset", "features", "model.encoder=projector", "model.aggregator=TransMIL",
       "model.dim=8", "model.heads=2", "selection.method=dbps", "M=2", "I=4", "S=2", "train.epochs=1",
       "train.warmup_epochs=0", "B=2", "data.num_workers=0", "log.progress=false", "log.tensorboard=false",
-      "data.generate=null", "tasks=[]", "log.heatmaps=0", "train.checkpoint_every=1"]  # fmt: skip
+      "data.generate=null", "tasks=[]", "log.heatmaps=0", "train.checkpoint_every=1"]
 
 
 def _rows(path: Path) -> dict[str, dict[str, str]]:
@@ -106,7 +106,7 @@ def test_cv_end_to_end_then_killed_and_resumed_to_the_same_summary(feature_cohor
     data = [f"data.root={feature_cohort / 'bags'}", f"data.labels={feature_cohort / 'labels.csv'}"]
     reference = tmp_path / "reference"
     assert main(["cv", *CV, *data, "--splits", str(splits), "--seeds", "0,1", "--bootstrap", "50", "--out",
-                 str(reference)]) == 0  # fmt: skip
+                 str(reference)]) == 0
 
     rows = _rows(reference / "summary.csv")
     folds = [f"seed{s}/fold{k}" for s in (0, 1) for k in range(3)]
@@ -125,7 +125,7 @@ def test_cv_end_to_end_then_killed_and_resumed_to_the_same_summary(feature_cohor
 
     killed = tmp_path / "killed"
     command = [sys.executable, "-m", "dbps", "cv", *CV, *data, "--splits", str(splits), "--seeds", "0", "--out",
-               str(killed)]  # fmt: skip
+               str(killed)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not (killed / "seed0" / "fold1" / "last.pt").exists():
@@ -137,7 +137,7 @@ def test_cv_end_to_end_then_killed_and_resumed_to_the_same_summary(feature_cohor
     assert (killed / "seed0" / "fold0" / "summary.json").is_file()
     assert not (killed / "seed0" / "fold2").exists() and not (killed / "summary.csv").exists()
     resumed = subprocess.run([sys.executable, "-m", "dbps", "cv", "--resume", str(killed), "--bootstrap", "50"],
-                             capture_output=True, text=True, check=False)  # fmt: skip
+                             capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert "seed 0, fold 0" in resumed.stderr and "is done" in resumed.stderr
     assert "resuming seed 0, fold 1" in resumed.stderr or (killed / "seed0" / "fold1" / "summary.json").is_file()

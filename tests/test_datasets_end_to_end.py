@@ -17,7 +17,7 @@ TINY = [
     "model.encoder=small_cnn", "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8",
     "model.dim_ffn=32", "model.pretrained=false", "M=2", "I=4", "train.epochs=1", "train.warmup_epochs=0", "B=4",
     "data.num_workers=0", "log.progress=false", "log.tensorboard=false",
-]  # fmt: skip
+]
 METHODS = {
     "ips": ["selection.method=ips", "S=null"],
     "dbps": ["selection.method=dbps", "S=3"],
@@ -55,7 +55,7 @@ def test_each_kind_trains_evaluates_and_predicts(tmp_path, capsys, kind: str, me
     assert main(["train", *args, "--out", str(run), *TINY, *METHODS[method]]) == 0, capsys.readouterr().err
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"] and all(0 <= v <= 1 for task in summary["test"].values() for v in task.values()
-                                   if v == v)  # fmt: skip
+                                   if v == v)
     assert main(["eval", str(run)]) == 0
     assert json.loads((run / "eval-test.json").read_text())["tasks"] == summary["test"]
     assert main(["predict", str(run), "--count", "2"]) == 0
@@ -68,15 +68,15 @@ def test_each_kind_trains_evaluates_and_predicts(tmp_path, capsys, kind: str, me
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", sorted(ref.HEAD_VARIANTS))
 def test_reference_head_config_runs_with_dataset_and_config_as_users_bring_them(tmp_path, capsys, caplog,
-                                                                                variant) -> None:  # fmt: skip
+                                                                                variant) -> None:
     caplog.set_level(logging.INFO)
     root = photos.make_photo_folder(tmp_path / "cqu")
     config = ref.head_config("cqu_bpdd", variant) | {"n_class": 3, "height": 64, "width": 96,
-                                                     "patch_size": [32, 32], "patch_stride": [32, 32]}  # fmt: skip
+                                                     "patch_size": [32, 32], "patch_stride": [32, 32]}
     path = ref.write(tmp_path / f"cqu_bpdd_{variant}.yml", config)
     run = tmp_path / "run"
     argv = ["train", "--dataset", "cqu_bpdd", "--config", str(path), f"data_dir={root}", "--out", str(run), *TINY,
-            "B_seq=2"]  # fmt: skip
+            "B_seq=2"]
     assert main(argv) == 0, capsys.readouterr().err
     err = caplog.text
     method = {"db+": "dbps+", "db": "dbps+", "ips": "ips"}[variant]

@@ -28,7 +28,7 @@ ARGS = [
     "train.epochs=2", "train.warmup_epochs=1", "B=4", "data.num_workers=0", "log.progress=false",
     "log.tensorboard=false", "data.val_fraction=0.2", "selection.explore_epochs=0", "model.bn_mode=frozen",
     "train.device=cpu",
-]  # fmt: skip
+]
 
 
 def free_port() -> int:
@@ -43,12 +43,12 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     single, double = tmp_path / "single", tmp_path / "double"
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "dbps", "train", *ARGS, f"data.root={data}", "B_seq=2", "--out",
-                          str(single)], capture_output=True, text=True, env=env, check=False)  # fmt: skip
+                          str(single)], capture_output=True, text=True, env=env, check=False)
     assert one.returncode == 0, one.stderr
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-                "--master-port", str(free_port())]  # fmt: skip
+                "--master-port", str(free_port())]
     two = subprocess.run([*launcher, "-m", "dbps", "train", *ARGS, f"data.root={data}", "--out", str(double)],
-                         capture_output=True, text=True, env=env, check=False)  # fmt: skip
+                         capture_output=True, text=True, env=env, check=False)
     assert two.returncode == 0, two.stderr
     assert sorted(p.name for p in double.iterdir()) == sorted(p.name for p in single.iterdir())  # one folder
     assert two.stdout.count("finished: ") == 1  # rank 0 alone reports

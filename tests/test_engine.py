@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from dbps.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint
+from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
 from dbps.engine.loggers import CSVLogger
 from dbps.engine.memory import peak_memory_bytes, reset_peak_memory
 from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.step import unwrap
 from dbps.files import atomic_write
 from dbps.metrics import METRICS, task_metrics
+from dbps.models.weights import plain_state_dict
 from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
 

@@ -31,11 +31,11 @@ def test_confusion_csv_and_png_hold_counts_and_recall(tmp_path) -> None:
     multi = TaskSpec("multi", 4, "sigmoid", "multilabel_accuracy")
     multi_logits, multi_targets = np.zeros((6, 4)), np.ones((6, 4))
     evaluation = Evaluation({"grade": LOGITS, "multi": multi_logits}, {"grade": TARGETS, "multi": multi_targets}, {},
-                            0.0, 0.0)  # fmt: skip
+                            0.0, 0.0)
     written = write_reports(evaluation, [TASK, multi], tmp_path, "test")
     assert [p.name for p in written] == ["confusion-test-grade.csv", "confusion-test-grade.png"]
     rows = list(csv.reader((tmp_path / "confusion-test-grade.csv").open()))
     assert rows[0] == ["true \\ predicted", "none", "mild", "severe", "recall"]
     assert rows[1:] == [["none", "1", "0", "0", "1.0000"], ["mild", "1", "2", "0", "0.6667"],
-                        ["severe", "0", "1", "1", "0.5000"]]  # fmt: skip
+                        ["severe", "0", "1", "1", "0.5000"]]
     assert (tmp_path / "confusion-test-grade.png").stat().st_size > 1000

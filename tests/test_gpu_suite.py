@@ -33,7 +33,7 @@ def test_markdown_table_escapes_pipes_and_marks_missing_cells() -> None:
     ("name", "tag"),
     [("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA H200", "h200"), ("NVIDIA A100-SXM4-40GB", "a100"),
      ("NVIDIA GeForce RTX 4090", "rtx4090"), ("NVIDIA L40S", "l40s"), ("", "unknown")],
-)  # fmt: skip
+)
 def test_gpu_tag_is_a_short_file_name(name: str, tag: str) -> None:
     assert gpu_report.gpu_tag(name) == tag
 
@@ -52,14 +52,14 @@ def test_replace_section_replaces_only_between_its_markers_and_appends_when_miss
 
 def bench_row(method: str, size: int, status: str = "ok", ms: float = 40.0) -> dict[str, str]:
     values = {"ms_per_step": ms, "images_per_s": 400.0, "peak_memory_mb": 1024.0, "selection_ms": 10.0,
-              "selection_tflops": 150.0, "fraction_of_bf16_peak": 0.15}  # fmt: skip
+              "selection_tflops": 150.0, "fraction_of_bf16_peak": 0.15}
     row = {"method": method, "size": str(size), "num_patches": str((size // 50) ** 2), "status": status}
     return row | ({k: str(v) for k, v in values.items()} if status == "ok" else dict.fromkeys(values, ""))
 
 
 def test_bench_table_puts_the_reference_beside_ours_at_1500_and_keeps_oom_rows() -> None:
     rows = [bench_row("dbps+", 1500), bench_row("full", 3000, "oom"), bench_row("ips", 1500, ms=35.25),
-            bench_row("ips", 3000), bench_row("full", 1500)]  # fmt: skip
+            bench_row("ips", 3000), bench_row("full", 1500)]
     lines = gpu_report.bench_table(rows).splitlines()[2:]
     assert [line.split(" | ")[2] for line in lines] == ["full", "ips", "dbps+", "full", "ips"]  # size, then method
     ips_1500, dbps_plus_1500, oom, ips_3000 = lines[1], lines[2], lines[3], lines[4]
@@ -72,7 +72,7 @@ def test_bench_table_puts_the_reference_beside_ours_at_1500_and_keeps_oom_rows()
 def test_training_table_brackets_reference_and_published_figures() -> None:
     row = {"preset": "mnist_ips", "method": "ips", "epochs_done": "12", "epochs": "12", "best_epoch": "11",
            "ms_per_step": "30.0", "images_per_s": "533", "peak_memory_mb": "2048", "majority": "97.25", "max": "",
-           "top": "88", "multi": "60", "train_seconds": "360", "status": "train ok, eval ok"}  # fmt: skip
+           "top": "88", "multi": "60", "train_seconds": "360", "status": "train ok, eval ok"}
     line = gpu_report.training_table([row]).splitlines()[2]
     assert "| 12/12 | 11 | 30.0 (79.5) |" in line and "| 2.00 (1.89) |" in line
     assert "| 97.2 (99.1) | – (93.7) | 88.0 (92.7) | 60.0 (81.9) | 6.0 |" in line
@@ -105,7 +105,7 @@ def test_run_summary_leaves_the_first_epoch_out_of_speed(tmp_path: Path) -> None
         epochs = ((1, 0.2, 10, 100, 900), (2, 0.5, 4, 400, 950), (3, 0.4, 4, 400, 940))
         for epoch, score, seconds, speed, peak in epochs:
             writer.writerow({"epoch": epoch, "val_score": score, "seconds": seconds, "images_per_s": speed,
-                             "peak_memory_mb": peak})  # fmt: skip
+                             "peak_memory_mb": peak})
     tasks = {"majority": {"accuracy": 0.9}, "multi": {"multilabel_accuracy": 0.5}}
     (tmp_path / "eval-test.json").write_text(json.dumps({"tasks": tasks}))
     row = gpu_suite.summarise_run(tmp_path, gpu_stages.read_csv(tmp_path / "metrics.csv"), batch=16)
@@ -143,7 +143,7 @@ def test_pytest_summary_reads_the_last_counts() -> None:
 def test_probe_names_what_is_missing(monkeypatch) -> None:
     real = gpu_stages.importlib.util.find_spec
     monkeypatch.setattr(gpu_stages.importlib.util, "find_spec",
-                        lambda name, *a: None if name in {"timm", "mlxtend"} else real(name, *a))  # fmt: skip
+                        lambda name, *a: None if name in {"timm", "mlxtend"} else real(name, *a))
     info = gpu_stages.probe()
     assert info["missing"] == ["timm"] and info["torch"]
     assert [w.split()[0] for w in info["missing_optional"]] == ["mlxtend"]  # type: ignore[union-attr]
@@ -163,7 +163,7 @@ def test_dry_run_runs_every_stage_end_to_end(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHON"} | {"PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--dry-run", "--out", str(tmp_path),
                            "--reference", str(tmp_path / "no-ips-checkout")],
-                          capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+                          capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = tmp_path / "benchmarks" / "results"
     record = json.loads((results / "gpu-suite-dryrun.json").read_text())
@@ -176,7 +176,7 @@ def test_dry_run_runs_every_stage_end_to_end(tmp_path: Path) -> None:
     assert all(float(r["ms_per_step"]) > 0 for r in bench) and (results / "gpu-bench-dryrun.png").stat().st_size > 1000
     runs = gpu_stages.read_csv(results / "gpu-train-dryrun.csv")
     assert [(r["preset"], r["method"], r["epochs_done"]) for r in runs] == [
-        ("mnist_ips", "ips", "1"), ("mnist_dbps", "dbps", "1"), ("mnist_dbps_plus", "dbps+", "1")]  # fmt: skip
+        ("mnist_ips", "ips", "1"), ("mnist_dbps", "dbps", "1"), ("mnist_dbps_plus", "dbps+", "1")]
     for run in runs:
         assert run["evaluated_by"] == "dbps eval" and float(run["ms_per_step"]) > 0
         assert all(0 <= float(run[task]) <= 100 for task in gpu_report.TASK_ORDER)

@@ -37,7 +37,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     """A dataset, a run folder (config.yaml, last.pt, best.pt) whose checkpoints carry the payload, and files."""
     from dbps.config import load_config, save_config
     from dbps.engine.build import Run
-    from dbps.engine.checkpoint import plain_state_dict
+    from dbps.models.weights import plain_state_dict
 
     w = tmp_path_factory.mktemp("hostile")
     marker = w / "payload-ran"
@@ -56,7 +56,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     (w / "slides" / "s1.tiff").write_bytes(b"II*\x00 not really a slide")
     (w / "tiles").mkdir()
     return {"w": w, "marker": marker, "data": data, "run": run, "slides": w / "slides", "tiles": w / "tiles",
-            "out": w / "new"}  # fmt: skip
+            "out": w / "new"}
 
 
 def assert_refused(world: dict[str, Path], command: str, named: str, capsys) -> None:
@@ -121,7 +121,7 @@ def test_a_reference_mnist_file_that_would_run_code_is_refused(world, tmp_path, 
     root.mkdir()
     (root / "parameters.json").write_text(json.dumps({"width": 100, "height": 100}))
     record = {"input": (np.array([3, 4]), np.array([0.5, 1.0])), "majority": 1, "max": 2, "top": 3,
-              "multi": np.zeros(10), "note": Payload(world["marker"])}  # fmt: skip
+              "multi": np.zeros(10), "note": Payload(world["marker"])}
     np.save(root / "train.npy", np.array([record], dtype=object), allow_pickle=True)
     would_run(root / "train.npy", world["marker"], lambda path: np.load(path, allow_pickle=True))
     command = f"{TRAIN} --dataset mnist data.root={root} tasks=[majority]"
@@ -135,7 +135,7 @@ def test_the_reference_reader_takes_what_the_generator_writes(tmp_path) -> None:
     from dbps.data.reference_mnist import load_records
 
     record = {"input": ((np.array([0, 5], dtype=np.int64),), np.array([0.25, 1.0], dtype=np.float32)),
-              "majority": np.int64(4), "max": 7, "top": 7, "multi": [0.0] * 9 + [1.0], "name": "digits"}  # fmt: skip
+              "majority": np.int64(4), "max": 7, "top": 7, "multi": [0.0] * 9 + [1.0], "name": "digits"}
     np.save(tmp_path / "train.npy", np.array([record, record], dtype=object), allow_pickle=True)
     loaded = load_records(tmp_path / "train.npy")
     assert len(loaded) == 2 and loaded[0]["name"] == "digits" and int(loaded[1]["majority"]) == 4
@@ -155,7 +155,7 @@ def test_a_checkpoint_of_dbps_0_1_with_numpy_random_states_still_loads(tmp_path)
     generator = torch.Generator().manual_seed(0)
     np.random.seed(3)
     torch.save({"model": {"head.weight": torch.zeros(2)}, "random": [random_states(generator)],
-                "metrics": {"val_score": np.float64(0.5)}}, tmp_path / "old.pt")  # fmt: skip
+                "metrics": {"val_score": np.float64(0.5)}}, tmp_path / "old.pt")
     expected = np.random.rand(3)
     checkpoint = load_checkpoint(tmp_path / "old.pt")
     assert checkpoint["metrics"]["val_score"] == 0.5

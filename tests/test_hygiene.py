@@ -35,3 +35,11 @@ def test_quickstart_preset_is_the_documented_main_job() -> None:
 
     config, _ = load_config("quickstart")
     assert config.selection.method == "dbps" and config.data.generate is not None
+
+
+def test_no_formatter_markers_where_no_formatter_runs() -> None:
+    marker = "# fmt: " + "skip"  # spelled in two parts, so this file does not match itself
+    files = [p for folder in ("dbps", "tests", "benchmarks") for p in sorted((ROOT / folder).rglob("*.py"))]
+    marked = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
+              if marker in line]
+    assert not marked, f"formatter markers, but no formatter runs: {', '.join(marked)}"

@@ -58,6 +58,14 @@ def test_output_depends_on_the_context_and_empty_context_works(name: str) -> Non
     assert not torch.allclose(with_context, agg(salient, torch.randn(2, 7, 16)))
 
 
+@pytest.mark.parametrize("name", AGGREGATORS.names())
+def test_context_only_parameters_are_those_an_empty_context_leaves_without_gradients(name: str) -> None:
+    agg = create_aggregator(name, **COMMON)
+    agg(torch.randn(2, 5, 16), torch.zeros(2, 0, 16)).sum().backward()
+    idle = [key for key, parameter in agg.named_parameters() if parameter.grad is None]
+    assert agg.context_only_parameters is bool(idle), idle
+
+
 def test_unknown_aggregator_names_the_closest() -> None:
     with pytest.raises(ValueError, match=r"unknown aggregator 'CX'.*did you mean"):
         create_aggregator("CX", dim=8)

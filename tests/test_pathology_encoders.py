@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from dbps.engine.extract import normalisation
 from dbps.models import create_encoder
 from dbps.models.encoders import WeightsFileError
 from dbps.models.pathology import (
@@ -20,7 +21,6 @@ from dbps.models.pathology import (
     fit_input,
     pathology_recipe,
 )
-from dbps.wsi.extract import normalisation
 
 # what the model cards (and TRIDENT's builders) say: width D, depth, patch side, prefix tokens (class + registers),
 # hidden width of the first MLP layer (SwiGLU packs gate and value: 2 × hidden), output width, LayerScale
@@ -116,7 +116,7 @@ def _hf_dinov2_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A timm ViT state dict written the way transformers' Dinov2Model names it (q, k, v split)."""
     out = {"embeddings.cls_token": state["cls_token"], "embeddings.position_embeddings": state["pos_embed"],
            "embeddings.mask_token": torch.zeros(1, state["cls_token"].shape[-1]),
-           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}  # fmt: skip
+           "layernorm.weight": state["norm.weight"], "layernorm.bias": state["norm.bias"]}
     for kind in ("weight", "bias"):
         out[f"embeddings.patch_embeddings.projection.{kind}"] = state[f"patch_embed.proj.{kind}"]
     blocks = {key.split(".")[1] for key in state if key.startswith("blocks.")}
@@ -133,7 +133,7 @@ def _hf_dinov2_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ]
     return {key.replace("attention.attention.q.", "attention.attention.query.").replace(
         "attention.attention.k.", "attention.attention.key.").replace("attention.attention.v.",
-        "attention.attention.value."): value.contiguous() for key, value in out.items()}  # fmt: skip
+        "attention.attention.value."): value.contiguous() for key, value in out.items()}
 
 
 def test_phikon_v2_reads_a_transformers_dinov2_checkpoint(tmp_path) -> None:

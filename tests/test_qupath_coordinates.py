@@ -24,7 +24,7 @@ OFFSET, MARGIN, SIDE = (300, 200), (700, 500), 1024
 
 
 def write_leica_scn(pixels: np.ndarray, path: Path, offset: tuple[int, int], margin: tuple[int, int],
-                    mpp: float) -> Path:  # fmt: skip
+                    mpp: float) -> Path:
     """`pixels` (H × W × 3 uint8) as a Leica SCN slide (BigTIFF, levels 1 and 1/2) whose scanned region lies
     `offset` pixels inside a collection `margin` pixels larger on each axis: OpenSlide reports openslide.bounds-x/-y
     = `offset` and reads the region at that offset in its level-0 plane (a layout written by hand, as scanners do).
@@ -56,13 +56,13 @@ def write_leica_scn(pixels: np.ndarray, path: Path, offset: tuple[int, int], mar
     per_cm = 1e4 / (nm / 1000)
     with tifffile.TiffWriter(path, bigtiff=True) as tiff:
         tiff.write(pixels, tile=(256, 256), photometric="rgb", compression="zlib", description=xml, metadata=None,
-                   resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")  # fmt: skip
+                   resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
         tiff.write(pixels[::2, ::2], tile=(256, 256), photometric="rgb", compression="zlib", metadata=None)
     return path
 
 
 SLIDES = {"normal_001": "normal", "normal_002": "normal", "tumor_001": "tumor", "tumor_002": "tumor",
-          "test_001": "tumor"}  # fmt: skip
+          "test_001": "tumor"}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def scanned(he_region, tmp_path_factory):
     rows = ["slide_id,label", *(f"{name},{label}" for name, label in SLIDES.items())]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     assert main(["tile", str(root / "slides"), "--out", str(root / "tiles"), "--magnification", "20",
-                 "--patch-size", "128", "--thumbnail-size", "256", "--no-progress"]) == 0  # fmt: skip
+                 "--patch-size", "128", "--thumbnail-size", "256", "--no-progress"]) == 0
     return root, pixels
 
 
@@ -106,7 +106,7 @@ def test_geojson_and_scores_csv_address_the_pixels_qupath_shows(scanned, tmp_pat
         f"data.coords={root / 'tiles'}", f"data.labels={root / 'labels.csv'}", "data.generate=null", "tasks=[]",
         "model.encoder=small_cnn", "selection.method=ips", "S=null", "M=3", "I=8", "B=1", "data.num_workers=0",
         "log.progress=false", "train.device=cpu",
-    ])  # fmt: skip
+    ])
     run = Run.from_config(config, progress=False, generate=False)  # untrained weights do: only the places matter
     (row,) = predict_rows(run, run.data.test, tmp_path, prefix="test")
     coords = read_coords(root / "tiles" / "patches" / "test_001.h5").coords
@@ -114,7 +114,7 @@ def test_geojson_and_scores_csv_address_the_pixels_qupath_shows(scanned, tmp_pat
     scores = list(csv.DictReader((tmp_path / row["scores"]).open()))
     assert [(int(r["x"]), int(r["y"])) for r in scores] == [tuple(xy) for xy in coords.tolist()]
     assert all((int(r["qupath_x"]), int(r["qupath_y"])) == (int(r["x"]) - OFFSET[0], int(r["y"]) - OFFSET[1])
-               for r in scores)  # fmt: skip
+               for r in scores)
     salient = [r for r in scores if r["role"] == "salient"]
     polygons = json.loads((tmp_path / row["geojson"]).read_text())["features"]
     assert len(polygons) == len(salient) == 3

@@ -26,7 +26,7 @@ ARGS = [
     "train.epochs=3", "train.warmup_epochs=1", "B=4", "B_seq=2", "data.num_workers=0", "log.progress=false",
     "log.tensorboard=false", "data.val_fraction=0.2", "train.checkpoint_every=2", "patches.drop_ratio=0.2",
     "patches.shuffle=true", "selection.explore_epochs=1", "model.dropout=0.1",
-]  # fmt: skip
+]
 VOLATILE = {"seconds", "images_per_s", "peak_memory_mb"}  # wall-clock columns of metrics.csv
 
 
@@ -50,7 +50,7 @@ def dbps(*args: str) -> subprocess.CompletedProcess:
 
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dbps", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True)
 
 
 def wait_for_checkpoint(run: Path, process: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -169,7 +169,7 @@ def test_a_non_finite_step_is_skipped_and_counted(data, tmp_path, monkeypatch) -
     row = next(csv.DictReader((run / "metrics.csv").open()))
     assert row["skipped_steps"] == "1" and float(row["train_loss"]) == float(row["train_loss"])  # not NaN
     assert all(torch.isfinite(v).all() for v in torch.load(run / "best.pt", weights_only=True)["model"].values()
-               if v.is_floating_point())  # fmt: skip
+               if v.is_floating_point())
 
 
 def test_too_many_non_finite_steps_in_a_row_stop_with_a_checkpoint(data, tmp_path, monkeypatch, caplog) -> None:
@@ -243,7 +243,7 @@ def _disk_fills_at(monkeypatch, name: str, nth: int) -> None:
 
 @pytest.mark.slow
 def test_a_full_disk_ends_in_one_line_then_two_resumes_at_once_give_one_run(data, uninterrupted, tmp_path,
-                                                                            monkeypatch, capsys) -> None:  # fmt: skip
+                                                                            monkeypatch, capsys) -> None:
     run = tmp_path / "run"
     _disk_fills_at(monkeypatch, "last.pt", nth=3)  # steps 2 and 4 are saved, step 6 is not
     assert main(["train", *ARGS, f"data.root={data}", "--out", str(run)]) == 2

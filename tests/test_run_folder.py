@@ -82,7 +82,7 @@ def finished(tmp_path_factory) -> Path:
     data = make_megapixel_mnist(root / "mm", n_train=8, n_test=4, size=120, n_noise=2, progress=False)
     run = root / "run"
     argv = ["train", "--config", "quickstart", f"data.root={data}", "data.generate=null", "--out", str(run),
-            *TINY.split(), "log.heatmaps=0"]  # fmt: skip
+            *TINY.split(), "log.heatmaps=0"]
     assert main(argv) == 0
     return run
 
@@ -92,7 +92,7 @@ def test_commands_that_write_into_a_held_run_folder_are_refused_and_change_nothi
     try:
         before = snapshot(finished)
         for argv in (["train", "--resume", str(finished)], ["eval", str(finished)],
-                     ["predict", str(finished), "--count", "1"]):  # fmt: skip
+                     ["predict", str(finished), "--count", "1"]):
             assert main(argv) == 2, argv
             err = capsys.readouterr().err
             assert_one_line_errors(err, [f"{finished}: in use by process {process.pid} (dbps train)"])

@@ -282,3 +282,29 @@ def test_explore_draws_the_salient_set_uniformly_whatever_the_scores(method: str
     torch.testing.assert_close(frequency, torch.full((12,), 0.25), atol=0.05, rtol=0)
     assert selection.scores.isnan().all()
     assert not selector.select(model, source, training=False, generator=gen, explore=True).scores.isnan().all()
+
+
+@pytest.mark.parametrize(
+    ("method", "num_context", "drop_ratio", "num_patches", "empty"),
+    [
+        ("ips", None, 0.0, 20, True),
+        ("dbps", 0, 0.0, 20, True),
+        ("dbps", 3, 0.0, 20, False),
+        ("dbps", 3, 0.0, 4, True),  # M = 4 reaches every patch
+        ("dbps", 3, 0.5, 8, True),  # M = 4 reaches the 4 patches kept of 8
+        ("dbps+", None, 0.0, 20, False),
+        ("dbps+", None, 0.0, 4, True),
+        ("dbps+", 0, 0.0, 20, True),
+    ],
+)
+def test_context_may_be_empty_says_when_a_training_selection_has_no_context(
+    method: str, num_context: int | None, drop_ratio: float, num_patches: int, empty: bool
+) -> None:
+    selector = PatchSelector(method, num_salient=4, chunk_size=3, num_context=num_context, drop_ratio=drop_ratio)
+    assert selector.context_may_be_empty(num_patches) is empty
+    gen = torch.Generator().manual_seed(0)
+    selection = selector.select(feature_model(), FeaturePatches(torch.randn(2, num_patches, 6)), training=True,
+                                generator=gen)
+    assert (selection.context_emb.shape[1] == 0) is empty
+    if not empty:  # not knowing N only leaves out the cases that depend on it
+        assert not selector.context_may_be_empty()

@@ -20,9 +20,9 @@ TINY = [
     "model.dim=16", "model.heads=2", "model.dim_key=8", "model.dim_value=8", "model.dim_ffn=32", "M=2", "I=8",
     "train.epochs=1", "train.warmup_epochs=0", "B=2", "B_seq=1", "data.num_workers=0", "log.progress=false",
     "log.tensorboard=false", "data.generate=null", "tasks=[]",
-]  # fmt: skip
+]
 SLIDES = {"normal_001": "normal", "normal_002": "normal", "tumor_001": "tumor", "tumor_002": "tumor",
-          "test_001": "tumor", "test_002": "normal"}  # fmt: skip
+          "test_001": "tumor", "test_002": "normal"}
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def cohort(he_pyramid, tmp_path_factory):
     rows = ["case_id,slide_id,label", *(f"case_{i},{name},{label}" for i, (name, label) in enumerate(SLIDES.items()))]
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     tiled = main(["tile", str(root / "slides"), "--out", str(root / "tiles"), "--magnification", "10",
-                  "--patch-size", "128", "--thumbnail-size", "256", "--no-progress"])  # fmt: skip
+                  "--patch-size", "128", "--thumbnail-size", "256", "--no-progress"])
     assert tiled == 0
     return root
 
@@ -45,7 +45,7 @@ def test_train_from_pixels_then_predict_heatmaps(cohort, tmp_path) -> None:
     run = tmp_path / "run"
     argv = ["train", "--config", "quickstart", "--dataset", "slides", f"data.root={cohort / 'slides'}",
             f"data.coords={cohort / 'tiles'}", f"data.labels={cohort / 'labels.csv'}", "model.encoder=small_cnn",
-            "selection.method=ips", "S=null", "patches.drop_ratio=0.3", *TINY, "--out", str(run)]  # fmt: skip
+            "selection.method=ips", "S=null", "patches.drop_ratio=0.3", *TINY, "--out", str(run)]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["test"]["label"]) >= {"accuracy", "balanced_accuracy", "auc"}
@@ -72,13 +72,13 @@ def test_train_from_pixels_then_predict_heatmaps(cohort, tmp_path) -> None:
 def test_extract_features_then_train_dbformer_plus_on_them(cohort, tmp_path) -> None:
     features = tmp_path / "features"
     assert main(["extract-features", str(cohort / "slides"), "--coords", str(cohort / "tiles"), "--encoder",
-                 "small_cnn", "--dim", "24", "--out", str(features), "--no-progress"]) == 0  # fmt: skip
+                 "small_cnn", "--dim", "24", "--out", str(features), "--no-progress"]) == 0
     (trident,) = features.glob("features_*")
     assert len(list(trident.glob("*.h5"))) == len(SLIDES)
     run = tmp_path / "run"
     argv = ["train", "--config", "quickstart", "--dataset", "features", f"data.root={features}",
             f"data.labels={cohort / 'labels.csv'}", "model.encoder=projector", "selection.method=dbps+", "S=null",
-            "model.aggregator=ABX", "sample_style=half", "ratio=0.3", *TINY, "--out", str(run)]  # fmt: skip
+            "model.aggregator=ABX", "sample_style=half", "ratio=0.3", *TINY, "--out", str(run)]
     assert main(argv) == 0
     auc = json.loads((run / "summary.json").read_text())["test"]["label"]["auc"]
     assert auc in (0.0, 0.5, 1.0)  # one tumour and one normal test slide: the AUC is defined
@@ -102,13 +102,13 @@ def test_the_cvpr_camelyon_config_runs_as_it_is_on_ips_feature_files(tmp_path) -
     data.mkdir()
     for split, count in (("train", 10), ("test", 4)):
         bags = {f"{split}_{i}": (rng.normal(size=(int(rng.integers(30, 60)), 1024)).astype(np.float32), i % 2)
-                for i in range(count)}  # fmt: skip
+                for i in range(count)}
         _ips_file(data / f"feat_{split}.hdf5", bags)
     config = ref.write(tmp_path / "camelyon_config.yml", ref.camelyon_config())
     run = tmp_path / "run"
     argv = ["train", "--dataset", "camelyon", "--config", str(config), f"data_dir={data}", "M=4", "I=16", "S=8",
             "D=16", "H=2", "D_k=8", "D_v=8", "D_inner=32", "n_epoch=1", "n_epoch_warmup=0", "B=2", "n_worker=0",
-            "log.progress=false", "--out", str(run)]  # fmt: skip
+            "log.progress=false", "--out", str(run)]
     assert main(argv) == 0
     summary = json.loads((run / "summary.json").read_text())
     assert set(summary["test"]) == {"metastases"} and "auc" in summary["test"]["metastases"]

@@ -142,7 +142,7 @@ def test_folded_weights_follow_the_autocast_dtype() -> None:
 
 def test_bf16_training_step_is_close_to_float32() -> None:
     config, _ = load_config("mnist_dbps", ["model.encoder_stages=2", "model.dim=32", "model.dropout=0",
-                                           "model.attn_dropout=0", "train.device=cpu"])  # fmt: skip
+                                           "model.attn_dropout=0", "train.device=cpu"])
     torch.manual_seed(0)
     model = place_model(build_model(config, [TaskSpec("majority", 10)], 1), config, CPU).eval()
     patches, idx = torch.rand(2, 4, 1, 32, 32), torch.arange(4).expand(2, -1)

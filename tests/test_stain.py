@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from dbps.choices import hed_sigma
 from dbps.data import stain
-from dbps.data.stain_augment import HEDJitter, PatchStain, StainNormaliser, hed_sigma, read_tile
+from dbps.data.stain_augment import HEDJitter, PatchStain, StainNormaliser, read_tile
 
 pytest_plugins = ["tests.wsi_data"]
 

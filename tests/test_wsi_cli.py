@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from dbps.cli import main
+from dbps.engine.extract import build_feature_encoder, extract_features
 from dbps.wsi import SlidePatches, list_slides, read_coords
-from dbps.wsi.extract import build_feature_encoder, extract_features
 
 pytest_plugins = ["tests.wsi_data"]
 
@@ -84,7 +84,7 @@ def test_extract_features_writes_trident_bags_and_resumes(tiled, tmp_path, capsy
     slides, tiles = tiled
     args = ["extract-features", str(slides / "pyramid.tiff"), str(slides / "region.svs"), "--coords", str(tiles),
             "--encoder", "small_cnn", "--dim", "16", "--out", str(tmp_path), "--device", "cpu", "--batch-size", "8",
-            "--no-progress"]  # fmt: skip
+            "--no-progress"]
     assert main(args) == 0
     folder = tmp_path / "features_small_cnn_dim16"
     features, coords, encoder = _features(folder / "pyramid.h5")
@@ -103,7 +103,7 @@ def test_extracted_features_equal_the_encoder_on_the_patches(tiled, tmp_path) ->
     slides, tiles = tiled
     encoder = build_feature_encoder("small_cnn", dim=16)
     summary = extract_features([slides / "pyramid.tiff", slides / "corrupt.svs"], tiles, encoder, tmp_path,
-                               tag="cnn", batch_size=5, progress=False)  # fmt: skip
+                               tag="cnn", batch_size=5, progress=False)
     assert [p.name for p in summary.done] == ["pyramid.tiff"] and summary.failed[0][0].name == "corrupt.svs"
     assert "no coordinates for slide 'corrupt'" in (tmp_path / "features_cnn" / "errors.log").read_text()
     features, _, _ = _features(tmp_path / "features_cnn" / "pyramid.h5")

@@ -42,7 +42,7 @@ def test_tiled_coordinates_round_trip_with_trident_and_clam_attributes(he_pyrami
         attrs = dict(handle["coords"].attrs)
         assert handle["coords"].dtype == np.int64
     trident = {"patch_size": 256, "patch_size_level0": 512, "level0_magnification": 20.0, "overlap": 0,
-               "target_magnification": 10.0, "name": "cmu", "level0_width": 2220, "level0_height": 2964}  # fmt: skip
+               "target_magnification": 10.0, "name": "cmu", "level0_width": 2220, "level0_height": 2964}
     assert {key: attrs[key] for key in trident} == trident and attrs["savetodir"] == str(tmp_path)
     # CLAM reads `patch_size` pixels at `patch_level`: level 1 of this pyramid is exactly 10×
     assert attrs["patch_level"] == 1 and list(attrs["downsample"]) == [2.0, 2.0]

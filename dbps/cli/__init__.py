@@ -14,7 +14,7 @@ from dbps.cli import bench, cv, evaluate, extract_features, make_data, predict, 
 COMMANDS = {
     "make-data": make_data, "train": train, "eval": evaluate, "predict": predict, "bench": bench, "tile": tile,
     "extract-features": extract_features, "splits": splits, "cv": cv,
-}  # fmt: skip
+}
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)

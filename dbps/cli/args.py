@@ -19,7 +19,7 @@ def _number(text: str, kind: type) -> float:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
-            from None  # fmt: skip
+            from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
     return value

@@ -18,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps first (default 3)")
     parser.add_argument("--peak-tflops", type=positive_float, help="bf16 peak of the GPU (fraction-of-peak column)")
     parser.add_argument("--out", type=Path, default=Path("bench.csv"), help="CSV path; the plot goes beside it")
+    parser.add_argument("--no-isolate", dest="isolate", action="store_false",
+                        help="on a CPU, measure every method in this process instead of a fresh one each: faster, "
+                        "but a peak then includes what earlier measurements left mapped")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.set_defaults(run=run)
 
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         warmup=args.warmup,
         peak_tflops=args.peak_tflops,
+        isolate=args.isolate,
     )
     write_csv(results, args.out)
     plot(results, args.out.with_suffix(".png"))

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                 log.info("note: %s", note)
             parent = args.out
             plan = start_cv(parent, config, _split_files(args.splits, args.folds), args.seeds or [config.train.seed],
-                            ctx)  # fmt: skip
+                            ctx)
         runs = run_folds(plan, parent, ctx)
     except TrainingStopped as stop:
         log.error("dbps: %s; the cross-validation continues with `dbps cv --resume %s`", stop, args.resume or args.out)

@@ -36,6 +36,6 @@ def run(args: argparse.Namespace) -> int:
     for task, values in result["tasks"].items():
         print(f"{task}: " + ", ".join(f"{k} {100 * v:.2f} %" for k, v in values.items()))
     print(f"loss {result['loss']:.4f} on {result['images']} {args.split} images; written to {out}"
-          + (f" and {len(reports)} report files" if reports else ""))  # fmt: skip
+          + (f" and {len(reports)} report files" if reports else ""))
     print(json.dumps(result["tasks"]))
     return 0

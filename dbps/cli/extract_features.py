@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from dbps.data.stain_augment import StainNormaliser
+    from dbps.engine.extract import build_feature_encoder, encoder_tag, extract_features
     from dbps.files import check_output_folder
     from dbps.wsi import list_slides
-    from dbps.wsi.extract import build_feature_encoder, encoder_tag, extract_features
 
     check_output_folder(args.out, "--out")
     stain = None
@@ -56,6 +56,6 @@ def run(args: argparse.Namespace) -> int:
     summary = extract_features(
         slides, args.coords, encoder, args.out, tag=tag, batch_size=args.batch_size, patch_size=args.patch_size,
         num_workers=args.workers, progress=not args.no_progress, stain_norm=stain,
-    )  # fmt: skip
+    )
     print(summary.line("encoded", args.out / f"features_{tag}" / "errors.log"))
     return 1 if summary.failed else 0

@@ -34,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} already holds a dataset; pass --force to overwrite it")
     start = time.perf_counter()
     make_megapixel_mnist(args.out, n_train=args.n_train, n_test=args.n_test, size=args.size, n_noise=args.noise,
-                         seed=args.seed, digits=args.digits)  # fmt: skip
+                         seed=args.seed, digits=args.digits)
     print(f"wrote {args.n_train} + {args.n_test} images to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         split = read_splits(path)
         counts = ", ".join(f"{name} {len(ids)} slides / {len({patients[s] for s in ids})} patients"
-                           for name, ids in split.items() if ids)  # fmt: skip
+                           for name, ids in split.items() if ids)
         print(f"{path}: {counts}")
     print(f"{len(written)} folds, no patient in two sets of a split; train them with `dbps cv --splits {args.out}`")
     return 0

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     settings = TileSettings(
         patch_size=args.patch_size, magnification=args.magnification, overlap=args.overlap,
         min_tissue=args.min_tissue, thumbnail_size=args.thumbnail_size, level0_magnification=args.level0_magnification,
-    )  # fmt: skip
+    )
     summary = tile_slides(list_slides(args.slides), args.out, settings, force=args.force, progress=not args.no_progress)
     print(summary.line("tiled", args.out / "errors.log"))
     return 1 if summary.failed else 0

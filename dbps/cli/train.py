@@ -26,7 +26,7 @@ log = logging.getLogger("dbps")
 RESUMABLE_KEYS = (
     "data.root", "data.num_workers", "data.pin_memory", "train.device", "train.lr", "train.grad_clip",
     "train.max_bad_steps", "train.checkpoint_every", "log.",
-)  # fmt: skip
+)
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -136,7 +136,7 @@ def _check_fresh(run_dir: Path) -> None:
         raise FileExistsError(f"{run_dir} holds a finished run; choose another --out")
     if (run_dir / "last.pt").exists() or (run_dir / "config.yaml").exists():
         raise FileExistsError(f"{run_dir} holds an interrupted run; continue it with `dbps train --resume {run_dir}` "
-                              "or choose another --out")  # fmt: skip
+                              "or choose another --out")
     check_output_folder(run_dir, "run folder")
     if run_dir.is_dir() and any(entry.name != LOCK_FILE for entry in run_dir.iterdir()):
         raise FileExistsError(f"{run_dir} is not empty and holds no dbps run; choose an empty or new --out")
@@ -158,7 +158,7 @@ def _resumed(args: argparse.Namespace) -> tuple[Config, Path, bool]:
     changed = [key for key in _differences(saved.to_dict(), config.to_dict()) if not key.startswith(RESUMABLE_KEYS)]
     if changed:
         raise ValueError(f"cannot change {', '.join(changed)} when resuming: the run would not continue the same "
-                         f"training (allowed: {', '.join(RESUMABLE_KEYS)}*)")  # fmt: skip
+                         f"training (allowed: {', '.join(RESUMABLE_KEYS)}*)")
     return config, run_dir, True
 
 
@@ -177,7 +177,7 @@ def _what_is_left(exc: OSError, run_dir: Path) -> OSError:
             where = ""
         fix = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
         note = (f"the checkpoints in {run_dir} are the last complete ones{where}: {fix}, then "
-                f"`dbps train --resume {run_dir}`")  # fmt: skip
+                f"`dbps train --resume {run_dir}`")
     return type(exc)(exc.errno, f"{exc.strerror}; {note}", exc.filename)
 
 

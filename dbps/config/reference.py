@@ -9,8 +9,8 @@ import dataclasses
 import re
 from typing import Any
 
+from dbps.choices import Method, Sampling
 from dbps.config.schema import Config, Given
-from dbps.selection import Method, Sampling
 
 # The reference repositories' flat keys → our dotted keys.
 REFERENCE_KEYS: dict[str, str] = {
@@ -148,7 +148,7 @@ def translate_into(tree: dict[str, Any], raw: dict[str, Any], errors: list[str],
 
 
 def _special(tree: dict[str, Any], key: str, value: Any, raw: dict[str, Any], errors: list[str],
-             notes: list[str]) -> None:  # fmt: skip
+             notes: list[str]) -> None:
     """Reference keys that map onto ours only together or with a change of meaning."""
     if key in ("height", "width"):
         other = "width" if key == "height" else "height"

@@ -7,10 +7,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dbps.data.stain_augment import METHODS, UNITS, hed_sigma
-from dbps.models import BatchNormMode
-from dbps.patches import ShuffleStyle
-from dbps.selection import BufferUpdate, Method, PatchSelector, Sampling
+from dbps.choices import (
+    STAIN_METHODS,
+    STAIN_UNITS,
+    BatchNormMode,
+    BufferUpdate,
+    Method,
+    Sampling,
+    ShuffleStyle,
+    check_selection,
+    hed_sigma,
+)
 from dbps.tasks import Activation
 
 
@@ -213,22 +220,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
-    def selector(self) -> PatchSelector:
-        s, p = self.selection, self.patches
-        return PatchSelector(
-            s.method,
-            s.num_salient,
-            s.chunk_size,
-            s.num_context,
-            drop_ratio=p.drop_ratio,
-            shuffle=p.shuffle_style if p.shuffle else None,
-            sampling=s.sampling,
-            temperature=s.temperature,
-            reference_sampling=s.reference_sampling,
-            eval_num_salient=s.eval_num_salient,
-            score_scale=s.score_scale,
-            buffer_update=s.buffer_update,
-        )
 
 
 def validate(config: Config, errors: list[str]) -> None:
@@ -240,7 +231,7 @@ def validate(config: Config, errors: list[str]) -> None:
         "model.num_classes": m.num_classes, "model.encoder_stages": m.encoder_stages, "model.in_chans": m.in_chans,
         "patches.num_patches": config.patches.num_patches,
         **{f"tasks.{task.name}.num_classes": task.num_classes for task in config.tasks},
-    }  # fmt: skip
+    }
     errors += [f"{key}: must be ≥ 1, got {value}" for key, value in positive.items() if value is not None and value < 1]
     _validate_ranges(config, errors)
     if t.micro_batch_size is not None and (t.micro_batch_size < 1 or t.batch_size % t.micro_batch_size):
@@ -263,8 +254,12 @@ def validate(config: Config, errors: list[str]) -> None:
         errors.append(f"data.val_fraction: must be in [0, 1), got {config.data.val_fraction}")
     if s.method is Method.DBPS and s.num_context is None:
         errors.append("selection.num_context: method 'dbps' needs the dynamic buffer size S")
-    try:
-        config.selector()
+    try:  # what `PatchSelector.from_config` would refuse
+        check_selection(
+            s.method, s.num_salient, s.chunk_size, s.num_context, drop_ratio=config.patches.drop_ratio,
+            sampling=s.sampling, temperature=s.temperature, eval_num_salient=s.eval_num_salient,
+            score_scale=s.score_scale, buffer_update=s.buffer_update,
+        )
     except ValueError as exc:
         errors.append(f"selection: {exc}")
     _validate_data(config.data, errors)
@@ -292,7 +287,7 @@ def _validate_ranges(config: Config, errors: list[str]) -> None:
     if d.generate is not None:
         minimum = {"n_train": 1, "n_test": 1, "size": 1, "n_noise": 0, "seed": 0}
         errors += [f"data.generate.{key}: must be ≥ {low}, got {getattr(d.generate, key)}"
-                   for key, low in minimum.items() if getattr(d.generate, key) < low]  # fmt: skip
+                   for key, low in minimum.items() if getattr(d.generate, key) < low]
 
 
 def _validate_data(data: DataConfig, errors: list[str]) -> None:
@@ -301,7 +296,7 @@ def _validate_data(data: DataConfig, errors: list[str]) -> None:
     size_ok = (
         isinstance(pair, list | tuple) and len(pair) == 2
         and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair)
-    )  # fmt: skip
+    )
     if resize is not None and not size_ok and str(resize).lower() != "none":
         errors.append(f"data.resize: expected [height, width] or 'none' (native size), got {resize!r}")
     if data.channels not in (None, 1, 3):
@@ -324,21 +319,21 @@ def _validate_data(data: DataConfig, errors: list[str]) -> None:
                 hed_sigma(a.hed_jitter)
             except ValueError as exc:
                 errors.append(f"data.augment.hed_jitter: {exc}")
-        if a.stain_per not in UNITS:
-            errors.append(f"data.augment.stain_per: must be one of {', '.join(UNITS)}, got {a.stain_per!r}")
+        if a.stain_per not in STAIN_UNITS:
+            errors.append(f"data.augment.stain_per: must be one of {', '.join(STAIN_UNITS)}, got {a.stain_per!r}")
     _validate_stain(data, errors)
 
 
 def _validate_stain(data: DataConfig, errors: list[str]) -> None:
-    if data.stain_norm is not None and data.stain_norm not in METHODS:
-        errors.append(f"data.stain_norm: must be one of {', '.join(METHODS)} or null, got {data.stain_norm!r}")
+    if data.stain_norm is not None and data.stain_norm not in STAIN_METHODS:
+        errors.append(f"data.stain_norm: must be one of {', '.join(STAIN_METHODS)} or null, got {data.stain_norm!r}")
     if data.stain_norm is not None and data.name != "slides":
         errors.append("data.stain_norm: normalises slide patches as they are read (data.name=slides); for feature "
-                      "bags, normalise at `dbps extract-features --stain-norm`")  # fmt: skip
+                      "bags, normalise at `dbps extract-features --stain-norm`")
     if data.stain_norm == "reinhard" and data.stain_reference is None:
         errors.append("data.stain_reference: Reinhard normalisation needs a reference tile")
-    if data.stain_fit not in UNITS:
-        errors.append(f"data.stain_fit: must be one of {', '.join(UNITS)}, got {data.stain_fit!r}")
+    if data.stain_fit not in STAIN_UNITS:
+        errors.append(f"data.stain_fit: must be one of {', '.join(STAIN_UNITS)}, got {data.stain_fit!r}")
 
 
 def _plain(value: Any) -> Any:

@@ -2,7 +2,8 @@
 
 The engine never looks inside a batch. It moves it to the device (`to`), applies the training transforms
 (`augment`), splits it into groups that share a patch count (`groups`: micro-batches, and images of different
-sizes or bags of different lengths, which cannot share one tensor) and asks each group for its `source`.
+sizes or bags of different lengths, which cannot share one tensor), asks each group for its `source` and, to
+show a prediction's attention, for where each instance's patches lie (`overlay`).
 Every kind of data — dense or sparse image batches, images of mixed sizes, feature bags, slides — is one class
 here, so the loop, evaluation, prediction and benchmarks are the same code for all of them.
 """
@@ -13,14 +14,18 @@ import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from dbps.data.sparse import SparseBatch, SparseImage
-from dbps.patches import FeaturePatches, ImagePatches, PatchSource
+from dbps.patches import FeaturePatches, ImagePatches, PatchSource, grid_coords, to_pair
 from dbps.patches.erasing import ErasedPatches
+
+if TYPE_CHECKING:
+    from dbps.wsi.reader import SlideReader
 
 Targets = dict[str, Tensor]
 ImageTransform = Callable[[Tensor, torch.Generator | None], Tensor]
@@ -37,6 +42,40 @@ class Erasing:
     def wrapper(self, generator: torch.Generator | None) -> SourceWrapper:
         """Wraps a source so that every fetch of one batch sees the same erased patches."""
         return partial(ErasedPatches, fraction=self.fraction, area=self.area, generator=generator)
+
+
+@dataclass(frozen=True)
+class ImageOverlay:
+    """An image and its patch grid: the attention is drawn over the pixels.
+
+    Attributes:
+        pixels: the image, (C, H, W) floats in [0, 1].
+        coords: top-left pixel (y, x) of every patch, in the source's order, (N, 2).
+        patch_size: patch height and width.
+    """
+
+    pixels: np.ndarray
+    coords: np.ndarray
+    patch_size: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Level0Overlay:
+    """Level-0 positions of an instance's patches (a slide, a feature bag with coordinates): score tables for
+    QuPath and, for a slide, the attention over its thumbnail.
+
+    Attributes:
+        coords_xy: level-0 (x, y) of every patch, in the source's order, (N, 2).
+        patch_size: patch side in level-0 pixels; None: the step of the coordinates' grid.
+        slide: the open slide (its thumbnail, dimensions and bounds offset), None for feature bags.
+    """
+
+    coords_xy: np.ndarray
+    patch_size: int | None = None
+    slide: SlideReader | None = None
+
+
+Overlay = ImageOverlay | Level0Overlay
 
 
 @runtime_checkable
@@ -67,6 +106,11 @@ class Batch(Protocol):
 
     def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
         """The patch source of a group (`groups` yields only batches that have one)."""
+        ...
+
+    def overlay(self, index: int, source: PatchSource) -> Overlay | None:
+        """Where the patches of instance `index` of a group lie (`source`: the group's own, open), for pictures
+        and tables of its attention; None when it has no positions (feature bags without coordinates)."""
         ...
 
 
@@ -131,7 +175,7 @@ class ImageBatch:
         return dataclasses.replace(
             self, images=self.images.to(device, non_blocking=non_blocking),
             targets=move_targets(self.targets, device, non_blocking),
-        )  # fmt: skip
+        )
 
     def pin_memory(self) -> ImageBatch:
         return dataclasses.replace(self, images=self.images.pin_memory())
@@ -158,6 +202,13 @@ class ImageBatch:
         source = ImagePatches(self.images, s.size, s.stride, mean=s.mean, std=s.std, dtype=dtype)
         return self.wrap_source(source) if self.wrap_source is not None else source
 
+    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
+        image = self.images[index].float().cpu().numpy()
+        pixels = image / 255.0 if not self.images.is_floating_point() else image
+        height, width = self.images.shape[-2:]
+        coords = grid_coords(height, width, self.spec.size, self.spec.stride).numpy()
+        return ImageOverlay(pixels, coords, to_pair(self.spec.size, "patch_size"))
+
 
 @dataclass
 class SparseImageBatch:
@@ -175,7 +226,7 @@ class SparseImageBatch:
     def to(self, device: torch.device, non_blocking: bool = False) -> ImageBatch:
         images = self.sparse.to_dense(device, non_blocking)
         return ImageBatch(images, move_targets(self.targets, device, non_blocking), self.spec, self.transform,
-                          self.erasing)  # fmt: skip
+                          self.erasing)
 
     def pin_memory(self) -> SparseImageBatch:
         return dataclasses.replace(self, sparse=self.sparse.pin_memory())
@@ -194,6 +245,9 @@ class SparseImageBatch:
 
     def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
         return self._dense().source(dtype)
+
+    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
+        return self._dense().overlay(index, source)
 
 
 @dataclass
@@ -240,6 +294,9 @@ class RaggedImageBatch:
         (group,) = self.groups(len(self))  # a single group, or the caller should have split the batch
         return group.source(dtype)
 
+    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
+        return ImageBatch(self.images[index].unsqueeze(0), {}, self.spec).overlay(0, source)
+
 
 @dataclass
 class FeatureBag:
@@ -283,6 +340,10 @@ class FeatureBatch:
         if len(lengths) != 1:
             raise ValueError(f"feature bags of lengths {sorted(lengths)} need `groups` before `source`")
         return FeaturePatches(torch.stack([bag.features for bag in self.bags]).to(dtype))
+
+    def overlay(self, index: int, source: PatchSource) -> Level0Overlay | None:
+        coords = self.bags[index].coords
+        return Level0Overlay(coords.numpy()) if coords is not None else None  # feature bags: coordinates as they are
 
 
 @dataclass(frozen=True)

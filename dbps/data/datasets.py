@@ -98,7 +98,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def register_kind(names: str | tuple[str, ...], build: Callable[[DataRequest], DataSplits], summary: str,
-                  **defaults: Any) -> None:  # fmt: skip
+                  **defaults: Any) -> None:
     """Register `build` under each name with the `data` defaults that name implies."""
     for name in (names,) if isinstance(names, str) else names:
         DATASETS.register(name)(DatasetKind(build, defaults, summary))

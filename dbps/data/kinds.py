@@ -29,7 +29,7 @@ from dbps.data.traffic import traffic_splits
 from dbps.tasks import TaskSpec
 
 PHOTO_DEFAULTS = {"channels": 3, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
-                  "augment": {"color_jitter": 0.1, "translate": 100}}  # fmt: skip
+                  "augment": {"color_jitter": 0.1, "translate": 100}}
 
 
 def megapixel_mnist_splits(request: DataRequest) -> DataSplits:
@@ -91,14 +91,14 @@ def list_kind(request: DataRequest) -> DataSplits:
         found = [name for name in ("train.csv", "data.csv", "labels.csv") if (request.root / name).is_file()]
         if not found:
             raise FileNotFoundError(f"{request.root}: no list given (data.train_file) and no train.csv, data.csv or "
-                                    "DR_grading/train.txt found")  # fmt: skip
+                                    "DR_grading/train.txt found")
         files = csv_splits(request.root / found[0], image_root=request.root)
     else:
         files = {}
         for split, name in request.files.items():
             path = Path(name) if Path(name).is_absolute() else request.root / name
             part = csv_splits(path, image_root=request.root, default_split=split,
-                              classes=files["train"].classes if "train" in files else None)  # fmt: skip
+                              classes=files["train"].classes if "train" in files else None)
             files |= {key: value for key, value in part.items() if key == split or key not in files}
     missing = [split for split in ("train", "test") if split not in files]
     if missing:

@@ -197,7 +197,7 @@ def _check_replaceable(out: Path) -> None:
     if others:
         shown = ", ".join(others[:5]) + (" …" if len(others) > 5 else "")
         raise FileExistsError(f"{out} holds files that are not a Megapixel MNIST dataset ({shown}); "
-                              "choose an empty or new folder")  # fmt: skip
+                              "choose an empty or new folder")
 
 
 def _canvas_size(meta_path: Path) -> int:
@@ -222,13 +222,13 @@ def _load_arrays(folder: Path) -> dict[str, np.ndarray]:
             arrays[name] = np.load(path, mmap_mode="r")
         except (OSError, ValueError, EOFError) as exc:
             raise ValueError(f"{path}: not a readable .npy array, truncated or corrupt ({exc}); make the data "
-                             "again") from None  # fmt: skip
+                             "again") from None
     n, offsets = len(arrays["digits"]), np.asarray(arrays["offsets"])
     agree = (
         arrays["digits"].shape == (n, 5) and arrays["positions"].shape == (n, 5, 2) and offsets.shape == (n + 1,)
         and offsets[0] == 0 and np.all(np.diff(offsets) >= 0) and len(arrays["index"]) == len(arrays["values"])
         and offsets[-1] == len(arrays["index"])
-    )  # fmt: skip
+    )
     if not agree:
         shapes = ", ".join(f"{name} {arrays[name].shape}" for name in _ARRAYS)
         raise ValueError(f"{folder}: the arrays disagree ({shapes}); make the data again")

@@ -36,7 +36,7 @@ def read_parameters(root: Path) -> tuple[int, int]:
         height, width = int(parameters["height"]), int(parameters["width"])
     except (TypeError, ValueError):
         raise ValueError(f"{path}: height and width must be integers, got {parameters['height']!r} and "
-                         f"{parameters['width']!r}") from None  # fmt: skip
+                         f"{parameters['width']!r}") from None
     if height < 1 or width < 1:
         raise ValueError(f"{path}: height {height} and width {width} must be positive")
     return height, width

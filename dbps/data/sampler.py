@@ -27,7 +27,7 @@ class EpochSampler(Sampler[int]):
     """
 
     def __init__(self, length: int, global_batch: int, *, seed: int = 0, shuffle: bool = True, rank: int = 0,
-                 world: int = 1) -> None:  # fmt: skip
+                 world: int = 1) -> None:
         if global_batch % world:
             raise ValueError(f"train.batch_size ({global_batch}) must be divisible by the {world} processes")
         self.length, self.global_batch, self.seed, self.shuffle = length, global_batch, seed, shuffle

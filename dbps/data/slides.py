@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dbps.data.batches import FeatureBag, PatchSpec, Targets, move_targets
+from dbps.data.batches import FeatureBag, Level0Overlay, PatchSpec, Targets, move_targets
 from dbps.data.datasets import IMAGENET_MEAN, IMAGENET_STD, DataRequest, DataSplits, carve_validation, register_kind
 from dbps.data.stain_augment import slide_stain
 from dbps.patches import PatchSource
@@ -87,7 +87,7 @@ class SlideBatch:
             part = slice(i, i + 1)
             seeds = self.jitter_seeds[part] if self.jitter_seeds is not None else None
             yield dataclasses.replace(self, refs=self.refs[part], jitter_seeds=seeds,
-                                      targets={k: v[part] for k, v in self.targets.items()})  # fmt: skip
+                                      targets={k: v[part] for k, v in self.targets.items()})
 
     def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
         if len(self.refs) != 1:
@@ -96,12 +96,17 @@ class SlideBatch:
         source = SlidePatches.from_coords_file(
             ref.slide, ref.coords, mean=self.spec.mean, std=self.spec.std, dtype=dtype, device=self.device,
             num_workers=self.read_threads,
-        )  # fmt: skip
+        )
         jitter = self.spec.stain_jitter if self.jitter_seeds is not None else None
         if self.spec.stain_norm is not None or jitter is not None:
             seed = self.jitter_seeds[0] if self.jitter_seeds else 0
             source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
         return source
+
+    def overlay(self, index: int, source: PatchSource) -> Level0Overlay:
+        if not isinstance(source, SlidePatches):
+            raise TypeError(f"a slide's overlay needs its own SlidePatches, got {type(source).__name__}")
+        return Level0Overlay(source.coords().numpy(), source.patch_size_level0, source.reader)
 
 
 class LabelledItems(Dataset):
@@ -153,7 +158,7 @@ class IPSFeatureFile(Dataset):
                 self.dim = int(handle[self.groups[0]]["img"].shape[-1]) if self.groups else 0
         except (OSError, KeyError) as exc:
             raise ValueError(f"{path}: not an IPS feature file (groups with `img` and a `label` attribute): {exc}") \
-                from None  # fmt: skip
+                from None
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -178,7 +183,7 @@ def _labels_file(request: DataRequest) -> Path:
         if (request.root / name).is_file():
             return request.root / name
     raise FileNotFoundError(f"{request.root}: no labels (set data.labels to a CSV `case_id,slide_id,label` or "
-                            f"`slide_name,label`; looked for {', '.join(LABEL_FILES)})")  # fmt: skip
+                            f"`slide_name,label`; looked for {', '.join(LABEL_FILES)})")
 
 
 def _split_ids(request: DataRequest, labels: dict[str, int], available: set[str]) -> dict[str, list[str]]:
@@ -190,13 +195,13 @@ def _split_ids(request: DataRequest, labels: dict[str, int], available: set[str]
         test = [slide for slide in listed if slide.lower().startswith("test")]
         if not test:
             raise ValueError(f"{request.root}: no test slides: set data.splits to a CLAM splits_k.csv or a TransMIL "
-                             "fold csv (or name test slides test_*, as CAMELYON16 does)")  # fmt: skip
+                             "fold csv (or name test slides test_*, as CAMELYON16 does)")
         splits = {"train": [s for s in listed if s not in test], "test": test}
         check_splits(splits, labels)
     missing = sorted(slide for ids in splits.values() for slide in ids if slide not in available)
     if missing:
         raise FileNotFoundError(f"{request.root}: {len(missing)} slides of the splits have no file: "
-                                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")  # fmt: skip
+                                f"{', '.join(missing[:5])}{' …' if len(missing) > 5 else ''}")
     return splits
 
 
@@ -204,7 +209,7 @@ def _coverage_notes(labels: dict[str, int], available: set[str], where: object) 
     """Notes on labelled slides without a file and slide files without a label (both left out)."""
     notes = []
     for what, names in (("labelled slide(s) have no file in", set(labels) - available),
-                        ("slide file(s) have no label and are left out, in", available - set(labels))):  # fmt: skip
+                        ("slide file(s) have no label and are left out, in", available - set(labels))):
         if names:
             shown = ", ".join(sorted(names)[:5]) + (" …" if len(names) > 5 else "")
             notes.append(f"{len(names)} {what} {where}: {shown}")
@@ -213,7 +218,7 @@ def _coverage_notes(labels: dict[str, int], available: set[str], where: object) 
 
 def _splits_of(make: type[LabelledItems], items: dict[str, object], labels: dict[str, int],
                splits: dict[str, list[str]], request: DataRequest,
-               names: list[str]) -> tuple[Dataset, Dataset, Dataset]:  # fmt: skip
+               names: list[str]) -> tuple[Dataset, Dataset, Dataset]:
     def dataset(ids: list[str]) -> Dataset:
         return make([items[s] for s in ids], [labels[s] for s in ids], names, ids)
 
@@ -236,7 +241,7 @@ def features_kind(request: DataRequest) -> DataSplits:
         if _file(request, "train").is_file():
             return _ips_features(request, names)
         notes.append(f"data.train_file: {_file(request, 'train')} does not exist; reading the feature bags in "
-                     f"{request.root} (CLAM / TRIDENT / DBPS layout) instead")  # fmt: skip
+                     f"{request.root} (CLAM / TRIDENT / DBPS layout) instead")
     bags = list_feature_bags(request.root)
     labels, classes = read_labels(_labels_file(request))
     splits = _split_ids(request, labels, set(bags))
@@ -247,7 +252,7 @@ def features_kind(request: DataRequest) -> DataSplits:
         notes.append(f"feature bags of encoder {encoder!r}, {dim} features per patch")
     notes += _coverage_notes(labels, set(bags), request.root)
     notes.append(f"{len(classes)} classes ({', '.join(classes)}); "
-                 + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))  # fmt: skip
+                 + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     return DataSplits(train, val, test, _tasks(names, classes), 0, None, feature_dim=dim, notes=notes)
 
 
@@ -273,7 +278,7 @@ def slides_kind(request: DataRequest) -> DataSplits:
     names = request.task_names or ["label"]
     if not request.coords:
         raise ValueError("data.coords: slides need their patch coordinates (`dbps tile SLIDES --out DIR`, or CLAM / "
-                         "TRIDENT output): set it to that folder")  # fmt: skip
+                         "TRIDENT output): set it to that folder")
     coords = list_coord_files(request.coords)
     files = {path.stem: path for path in sorted(request.root.iterdir()) if path.suffix.lower() in SLIDE_SUFFIXES}
     refs = {name: SlideRef(files[name], coords[name]) for name in files.keys() & coords.keys()}

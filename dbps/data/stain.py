@@ -21,7 +21,7 @@ MACENKO_IO = 240  # background intensity of Macenko's OD: −ln((I + 1) / Io), I
 # Reinhard et al. 2001: RGB → LMS, and log10 LMS → lαβ
 RGB_TO_LMS = ((0.3811, 0.5783, 0.0402), (0.1967, 0.7244, 0.0782), (0.0241, 0.1288, 0.8444))
 LOG_LMS_TO_LAB = ((1 / math.sqrt(3),) * 3, (1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)),
-                  (1 / math.sqrt(2), -1 / math.sqrt(2), 0.0))  # fmt: skip
+                  (1 / math.sqrt(2), -1 / math.sqrt(2), 0.0))
 
 
 def _matrix(rows: tuple, like: Tensor) -> Tensor:

@@ -16,21 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from dbps.choices import STAIN_METHODS, STAIN_UNITS
 from dbps.data import stain
 
-HED_STRENGTHS = {"light": 0.05, "strong": 0.2}
-UNITS = ("image", "slide")
-METHODS = ("macenko", "reinhard")
 Fit = tuple[Tensor, Tensor]
-
-
-def hed_sigma(value: object) -> float:
-    """σ of a `data.augment.hed_jitter` value: 'light', 'strong' or a number in [0, 1]."""
-    if isinstance(value, str) and value.lower() in HED_STRENGTHS:
-        return HED_STRENGTHS[value.lower()]
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
-        return float(value)
-    raise ValueError(f"expected 'light', 'strong' or a σ in [0, 1], got {value!r}")
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
@@ -46,8 +35,8 @@ class HEDJitter:
     per: str = "image"
 
     def __post_init__(self) -> None:
-        if self.per not in UNITS:
-            raise ValueError(f"per must be one of {UNITS}, got {self.per!r}")
+        if self.per not in STAIN_UNITS:
+            raise ValueError(f"per must be one of {STAIN_UNITS}, got {self.per!r}")
 
     def draw(self, count: int, generator: torch.Generator | None = None) -> Tensor:
         """(count, 2, 3): α (row 0) and β (row 1) for H, E and DAB."""
@@ -87,10 +76,10 @@ class StainNormaliser:
     @classmethod
     def from_tile(cls, method: str, tile: str | Path | None = None, per: str = "slide") -> StainNormaliser:
         """The normaliser to a reference tile (any image Pillow reads); Macenko has a standard reference without one."""
-        if method not in METHODS:
-            raise ValueError(f"stain normalisation must be one of {METHODS}, got {method!r}")
-        if per not in UNITS:
-            raise ValueError(f"stain fit must be one of {UNITS}, got {per!r}")
+        if method not in STAIN_METHODS:
+            raise ValueError(f"stain normalisation must be one of {STAIN_METHODS}, got {method!r}")
+        if per not in STAIN_UNITS:
+            raise ValueError(f"stain fit must be one of {STAIN_UNITS}, got {per!r}")
         if tile is None:
             if method == "reinhard":
                 raise ValueError("Reinhard normalisation needs a reference tile")
@@ -171,7 +160,7 @@ class PatchStain:
 
 
 def slide_stain(source: object, normaliser: StainNormaliser | None, jitter: HEDJitter | None = None,
-                seed: int = 0, sample: int = 32) -> PatchStain:  # fmt: skip
+                seed: int = 0, sample: int = 32) -> PatchStain:
     """The stain transform of one slide's patches (`source`: a `SlidePatches`), its normalisation fitted on
     `sample` patches spread evenly over the slide when it fits per slide (per patch when those hold no tissue)."""
     fit = None

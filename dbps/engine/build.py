@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from dbps.choices import hed_sigma
 from dbps.config import AugmentConfig, Config, ConfigError, config_from_dict, read_yaml
 from dbps.data import (
     Collate,
@@ -33,15 +34,16 @@ from dbps.data import (
 )
 from dbps.data.augment import Compose
 from dbps.data.batches import Erasing
-from dbps.data.stain_augment import HEDJitter, StainNormaliser, hed_sigma
-from dbps.engine.checkpoint import load_checkpoint, load_model_state
+from dbps.data.stain_augment import HEDJitter, StainNormaliser
+from dbps.engine.checkpoint import load_checkpoint
 from dbps.engine.distributed import Distributed, process_device
 from dbps.engine.memory import keep_freed_host_memory
 from dbps.engine.speed import autocast_dtype, speed_up_encoder
-from dbps.metrics import METRICS
+from dbps.metrics import METRICS, task_metric
 from dbps.models import AGGREGATORS, ENCODERS, PatchClassifier, create_aggregator, create_encoder
-from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError
+from dbps.models.encoders import PretrainedWeightsUnavailable, WeightsFileError, is_timm_model
 from dbps.models.pathology import PATHOLOGY_ENCODERS, pathology_recipe
+from dbps.models.weights import load_model_state
 from dbps.patches import grid_shape, to_pair
 from dbps.registry import unknown_name_message
 from dbps.selection import PatchSelector
@@ -77,8 +79,6 @@ def resolve_device(name: str) -> torch.device:
 
 def check_config(config: Config) -> None:
     """Every name the config uses (dataset, encoder, aggregator, metrics, device) exists; all problems at once."""
-    import timm
-
     errors: list[str] = []
     m = config.model
 
@@ -90,7 +90,7 @@ def check_config(config: Config) -> None:
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
-    if m.encoder not in ENCODERS and not timm.is_model(m.encoder) and pathology_recipe(m.encoder) is None:
+    if m.encoder not in ENCODERS and not is_timm_model(m.encoder) and pathology_recipe(m.encoder) is None:
         known = ENCODERS.names() + PATHOLOGY_ENCODERS.names()
         message = unknown_name_message("encoder", m.encoder, known)
         errors.append(f"{config.given.name('model.encoder')}: {message} (or a timm model name)")
@@ -119,7 +119,7 @@ def data_request(config: Config) -> DataRequest:
     defaults = dataset_kind(data.name).defaults
     resize = data.resize if data.resize is not None else defaults.get("resize")
     files = {split: name for split, name in (("train", data.train_file), ("val", data.val_file),
-                                             ("test", data.test_file)) if name}  # fmt: skip
+                                             ("test", data.test_file)) if name}
     return DataRequest(
         root=Path(data.root), task_names=[task.name for task in config.tasks] or None,
         val_fraction=data.val_fraction, seed=config.train.seed,
@@ -127,7 +127,7 @@ def data_request(config: Config) -> DataRequest:
         resize=None if resize is None or str(resize).lower() == "none" else to_pair(resize, "data.resize"),
         files=files, labels=data.labels, splits=data.splits, coords=data.coords, drop_ungradable=data.drop_ungradable,
         feature_encoder=data.feature_encoder, feature_width=_encoder_width(data.feature_encoder),
-    )  # fmt: skip
+    )
 
 
 def _encoder_width(name: str | None) -> int | None:
@@ -154,7 +154,7 @@ def patch_spec(config: Config) -> PatchSpec:
     return PatchSpec(
         to_pair(p.size, "patches.size"), to_pair(p.stride, "patches.stride") if p.stride else None,
         tuple(mean) if mean is not None else None, tuple(std) if std is not None else None, stain_norm,
-    )  # fmt: skip
+    )
 
 
 def training_transforms(config: Config) -> Collate:
@@ -166,7 +166,7 @@ def training_transforms(config: Config) -> Collate:
     transform = None
     if jitter or augment.translate:
         transform = TrainAugment(brightness=jitter, contrast=jitter, saturation=jitter, hue=jitter,
-                                 max_shift=augment.translate)  # fmt: skip
+                                 max_shift=augment.translate)
     erasing = Erasing(augment.erase_fraction, augment.erase_area) if augment.erase_fraction else None
     spec = patch_spec(config)
     if augment.hed_jitter is not None:  # slides: as patches are read; images: before the other transforms
@@ -214,7 +214,7 @@ def prepare_data(config: Config, *, progress: bool = True, generate: bool = True
         expected = config.patches.num_patches
         if expected is not None and expected != rows * cols:
             notes.append(f"N: the config says {expected}, but a {height}×{width} image gives {rows}×{cols} = "
-                         f"{rows * cols} patches; the grid wins")  # fmt: skip
+                         f"{rows * cols} patches; the grid wins")
         notes += selection_notes(config, rows * cols)
     return splits, notes
 
@@ -224,21 +224,19 @@ def selection_notes(config: Config, num_patches: int) -> list[str]:
     s = config.selection
     notes = []
     for key, value in (("M (selection.num_salient)", s.num_salient),
-                       ("selection.eval_num_salient", s.eval_num_salient)):  # fmt: skip
+                       ("selection.eval_num_salient", s.eval_num_salient)):
         if value is not None and value >= num_patches:
             notes.append(f"{key} = {value} ≥ the {num_patches} patches of an image: every patch is selected")
     if s.chunk_size >= num_patches:
         notes.append(f"I (selection.chunk_size) = {s.chunk_size} ≥ the {num_patches} patches of an image: "
-                     "each image is scored in one chunk")  # fmt: skip
+                     "each image is scored in one chunk")
     return notes
 
 
 def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpec]:
     """The dataset's tasks in the config's order, with the config's overrides (classes, activation, metric)."""
     by_name = {task.name: task for task in dataset_tasks}
-    if not config.tasks:
-        return list(dataset_tasks)
-    tasks = []
+    tasks = [] if config.tasks else list(dataset_tasks)
     for wanted in config.tasks:
         if wanted.name not in by_name:
             raise ConfigError(f"tasks: {wanted.name!r} is not a task of this dataset ({', '.join(by_name)})")
@@ -253,21 +251,23 @@ def resolve_tasks(config: Config, dataset_tasks: list[TaskSpec]) -> list[TaskSpe
             )
         metric = wanted.metric or ("auc" if binary_sigmoid else base.metric)
         tasks.append(TaskSpec(base.name, classes, activation, metric, base.class_names))
+    for task in tasks:
+        task_metric(task)  # an unknown metric is named here, before anything runs
     return tasks
 
 
 def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_dim: int | None = None
-                ) -> PatchClassifier:  # fmt: skip
+                ) -> PatchClassifier:
     """Encoder (by name, for images of `channels` or feature vectors of `feature_dim`), aggregator, heads."""
     m = config.model
     if feature_dim is not None and m.in_chans not in (None, feature_dim):
         raise ConfigError(f"model.in_chans (n_chan_in) is {m.in_chans}, but the feature bags have width "
-                          f"{feature_dim}")  # fmt: skip
+                          f"{feature_dim}")
     try:
         encoder = create_encoder(
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
             weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim, zero_init_last=m.zero_init_last,
-        )  # fmt: skip
+        )
     except PretrainedWeightsUnavailable as exc:
         raise ConfigError(f"{config.given.name('model.pretrained')}: {exc}") from None
     except WeightsFileError as exc:
@@ -277,7 +277,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     aggregator = create_aggregator(
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
         dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,
-    )  # fmt: skip
+    )
     return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, bn_mode=m.bn_mode)
 
 
@@ -291,7 +291,7 @@ def place_model(model: PatchClassifier, config: Config, device: torch.device) ->
     model = model.to(device)
     t = config.train
     speed_up_encoder(model.encoder, device, channels_last=t.channels_last, fold_batchnorm=t.fold_batchnorm,
-                     compile=t.compile)  # fmt: skip
+                     compile=t.compile)
     return model
 
 
@@ -322,7 +322,7 @@ class Run:
 
     @classmethod
     def from_config(cls, config: Config, *, progress: bool = True, generate: bool = True,
-                    dist: Distributed | None = None) -> Run:  # fmt: skip
+                    dist: Distributed | None = None) -> Run:
         """Build a run; nothing is written anywhere except a generated dataset (when `generate`, by rank 0)."""
         dist = dist or Distributed()
         check_config(config)
@@ -336,8 +336,8 @@ class Run:
             data, notes = prepare_data(config, progress=False, generate=False)
         tasks = resolve_tasks(config, data.tasks)
         model = place_model(build_model(config, tasks, data.channels, data.feature_dim), config, device)
-        return cls(config, device, data, model, config.selector(), amp_dtype(config, device), patch_spec(config),
-                   notes, dist)  # fmt: skip
+        selector = PatchSelector.from_config(config)
+        return cls(config, device, data, model, selector, amp_dtype(config, device), patch_spec(config), notes, dist)
 
     @classmethod
     def from_checkpoint(cls, target: Path, overrides: list[str] | tuple[str, ...] = ()) -> tuple[Run, Path]:
@@ -375,7 +375,7 @@ class Run:
         return build_loader(
             dataset, t.batch_size // self.dist.world, collate=collate, sampler=sampler,
             num_workers=data.num_workers, pin_memory=data.pin_memory and self.device.type == "cuda", seed=t.seed,
-        )  # fmt: skip
+        )
 
     def train_sampler(self) -> EpochSampler:
         """The training order: permuted per epoch from the seed, sharded over the processes."""

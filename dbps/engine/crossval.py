@@ -38,7 +38,7 @@ class FoldRun:
 def plan_folds(parent: Path, split_files: list[Path], seeds: list[int]) -> list[FoldRun]:
     """Seed by seed, fold by fold: the runs of a cross-validation."""
     return [FoldRun(seed, k, path, parent / f"seed{seed}" / f"fold{k}")
-            for seed in seeds for k, path in enumerate(split_files)]  # fmt: skip
+            for seed in seeds for k, path in enumerate(split_files)]
 
 
 def start_cv(parent: Path, config: Config, split_files: list[Path], seeds: list[int], dist: Distributed) -> dict:

@@ -65,12 +65,12 @@ def pooled(runs: list[FoldRun]) -> tuple[list[str], dict[str, tuple[np.ndarray, 
         for task, value in tasks.items():
             parts.setdefault(task, []).append(value)
     joined = {task: (np.concatenate([p[0] for p in values]), np.concatenate([p[1] for p in values]), values[0][2])
-              for task, values in parts.items()}  # fmt: skip
+              for task, values in parts.items()}
     return names, joined, per_fold
 
 
 def bootstrap_ci(targets: np.ndarray, logits: np.ndarray, activation: Activation, metric: str,
-                 repeats: int = 1000, seed: int = 0) -> tuple[float, float]:  # fmt: skip
+                 repeats: int = 1000, seed: int = 0) -> tuple[float, float]:
     """The 2.5th and 97.5th percentiles of `metric` over bootstrap resamples of the slides (NaN draws skipped)."""
     rng = np.random.default_rng(seed)
     compute = METRICS.get(metric)
@@ -101,7 +101,7 @@ def summarise(parent: Path, runs: list[FoldRun], repeats: int = 1000) -> list[di
     keys = [key for key in rows[0] if key != "run"]
     for label, reduce in (("mean", np.nanmean), ("std", lambda v: np.nanstd(v, ddof=1) if len(v) > 1 else 0.0)):
         rows.append({"run": label, **{k: float(reduce(np.array([r.get(k, math.nan) for r in rows[: len(runs)]],
-                                                                  dtype=float))) for k in keys}})  # fmt: skip
+                                                                  dtype=float))) for k in keys}})
     for seed in sorted({r.seed for r in runs}):
         seed_runs = [r for r in runs if r.seed == seed]
         _, tasks, per_fold = pooled(seed_runs)
@@ -110,12 +110,12 @@ def summarise(parent: Path, runs: list[FoldRun], repeats: int = 1000) -> list[di
             for metric in CI_METRICS:
                 point[f"{task}/{metric}"] = METRICS.get(metric)(logits, targets, activation)
                 low[f"{task}/{metric}"], high[f"{task}/{metric}"] = bootstrap_ci(targets, logits, activation, metric,
-                                                                                repeats, seed)  # fmt: skip
+                                                                                repeats, seed)
             draw_curves(parent, f"seed{seed}", task, (targets, logits, activation),
-                        [fold[task] for fold in per_fold if task in fold])  # fmt: skip
+                        [fold[task] for fold in per_fold if task in fold])
         rows += [point, low, high]
         oof = [{"name": n, "fold": r.fold} for r in seed_runs for n in read_predictions(
-            r.folder / "predictions-test.csv")[0]]  # fmt: skip
+            r.folder / "predictions-test.csv")[0]]
         for task, (targets, _, _) in tasks.items():
             for row, target in zip(oof, targets, strict=True):
                 row[f"{task}_target"] = int(target)
@@ -125,7 +125,7 @@ def summarise(parent: Path, runs: list[FoldRun], repeats: int = 1000) -> list[di
 
 
 def _positive_scores(targets: np.ndarray, logits: np.ndarray,
-                     activation: Activation) -> list[tuple[str, np.ndarray, np.ndarray]]:  # fmt: skip
+                     activation: Activation) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(label, is-positive, score) per curve: the positive class of a binary task, one-vs-rest otherwise."""
     if activation is Activation.SIGMOID:
         return [("positive", targets == 1, logits[:, 0])]

@@ -89,7 +89,7 @@ def process_device(device: torch.device, ctx: Distributed) -> torch.device:
 
 
 def wrap(model: nn.Module, ctx: Distributed, device: torch.device, *, sync_bn: bool,
-         find_unused: bool = False) -> nn.Module:  # fmt: skip
+         find_unused: bool = False) -> nn.Module:
     """The module the gradient pass goes through: DDP over several processes (optionally SyncBatchNorm)."""
     if not ctx.enabled:
         return model

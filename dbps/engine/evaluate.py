@@ -55,7 +55,7 @@ class Evaluation:
 
 
 def selection_score(metrics: dict[str, dict[str, float]], loss: float, tasks: list[TaskSpec],
-                    best_metric: str | None) -> float:  # fmt: skip
+                    best_metric: str | None) -> float:
     """Mean over tasks of each task's own metric (or of `best_metric`); minus the loss when it is 'loss'."""
     if best_metric == "loss":
         return -loss
@@ -114,7 +114,7 @@ def write_predictions(evaluation: Evaluation, tasks: list[TaskSpec], names: list
 
 
 def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, split: str,
-                  names: list[str] | None = None) -> list[Path]:  # fmt: skip
+                  names: list[str] | None = None) -> list[Path]:
     """Per-instance predictions CSV (with `names`), and a confusion matrix (CSV + PNG) with per-class recall for
     each single-label task; returns the files written."""
     written = []

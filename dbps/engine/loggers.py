@@ -122,6 +122,6 @@ class MetricLoggers:
 def _optional(name: str) -> Any:
     if importlib.util.find_spec(name) is None:
         log.warning("%s logging is enabled in the config but %s is not installed (pip install %s); skipping it",
-                    name, name, name)  # fmt: skip
+                    name, name, name)
         return None
     return importlib.import_module(name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -23,7 +24,7 @@ from dbps.config import save_config
 from dbps.data import Batch, instance_names
 from dbps.engine import distributed
 from dbps.engine.build import Run
-from dbps.engine.checkpoint import load_checkpoint, load_model_state, plain_state_dict, save_checkpoint
+from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
 from dbps.engine.evaluate import evaluate, write_reports
 from dbps.engine.faults import StopRequests, TrainingStopped
 from dbps.engine.loggers import MetricLoggers
@@ -32,7 +33,8 @@ from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
 from dbps.files import write_json
-from dbps.patches import opened
+from dbps.models.weights import load_model_state, plain_state_dict
+from dbps.patches import grid_shape, opened
 
 log = logging.getLogger(__name__)
 MB = 1024**2
@@ -51,10 +53,12 @@ class Trainer:
         t = self.config.train
         if (t.batch_size // self.dist.world) % run.micro_batch_size:
             raise ValueError(f"train.micro_batch_size ({run.micro_batch_size}) must divide the per-process batch "
-                             f"({t.batch_size // self.dist.world})")  # fmt: skip
-        sparse_context = self.config.selection.method == "ips" and self.config.model.aggregator.upper() == "DA"
+                             f"({t.batch_size // self.dist.world})")
+        size, p = run.data.image_size, self.config.patches
+        num_patches = math.prod(grid_shape(*size, p.size, p.stride)) if size is not None else None
+        unused = run.model.aggregator.context_only_parameters and run.selector.context_may_be_empty(num_patches)
         self.model: nn.Module = distributed.wrap(run.model, self.dist, run.device, sync_bn=t.sync_bn,
-                                                 find_unused=sparse_context)  # fmt: skip
+                                                 find_unused=unused)
         self.optimizer = torch.optim.AdamW(run.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.sampler = run.train_sampler()
         self.train_loader = run.loader_for(run.data.train, sampler=self.sampler)
@@ -77,7 +81,7 @@ class Trainer:
             restore_random_states(states[self.dist.rank], self.generator)
         else:
             log.warning("note: %s was written by %d process(es), this run has %d: random states start afresh",
-                        origin, len(states), self.dist.world)  # fmt: skip
+                        origin, len(states), self.dist.world)
 
     def fit(self) -> dict[str, Any]:
         """Train the remaining epochs, test best.pt once; returns the summary (written to summary.json)."""
@@ -88,7 +92,7 @@ class Trainer:
                 run_name=self.config.log.run_name or self.run_dir.name, tensorboard=self.config.log.tensorboard,
                 wandb=self.config.log.wandb, swanlab=self.config.log.swanlab,
                 resume_after=self.state.epoch if self.state.step else None,
-            )  # fmt: skip
+            )
         try:
             with self.stops.installed():
                 while self.state.epoch < t.epochs:
@@ -110,11 +114,11 @@ class Trainer:
         clock = time.perf_counter()
         bar = tqdm(run.batches(self.train_loader), desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
                    initial=state.batch_in_epoch, total=self.sampler.num_batches,
-                   disable=not (self.config.log.progress and self.dist.is_main))  # fmt: skip
+                   disable=not (self.config.log.progress and self.dist.is_main))
         lr = t.lr
         for batch in bar:
             lr = warmup_cosine_lr(state.step, base_lr=t.lr, total_steps=self.total_steps,
-                                  warmup_steps=self.warmup_steps, min_ratio=t.min_lr_ratio)  # fmt: skip
+                                  warmup_steps=self.warmup_steps, min_ratio=t.min_lr_ratio)
             loss_sum, images = self._step(batch, lr, explore)
             votes, loss_sum, images = self.dist.sum([float(self.stops.requested), loss_sum, images])
             state.epoch_loss_sum += loss_sum
@@ -154,7 +158,7 @@ class Trainer:
                     self.model, run.selector, source, part.targets,
                     loss_scale=len(part) / len(batch), generator=self.generator, amp_dtype=run.amp_dtype,
                     explore=explore,
-                )  # fmt: skip
+                )
             loss_sum += out.loss.float() * len(part)
         params = [p for p in run.model.parameters() if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip or float("inf"))
@@ -175,7 +179,7 @@ class Trainer:
                 f"{state.bad_streak} steps in a row had a non-finite loss or gradient (step {state.step}); the "
                 f"weights before them are in last.pt: lower train.lr or set train.grad_clip, then resume with "
                 f"`dbps train --resume {self.run_dir}` and overrides", 1,
-            )  # fmt: skip
+            )
         return 0.0, 0
 
     def _end_epoch(self, stats: dict[str, float]) -> None:
@@ -192,7 +196,7 @@ class Trainer:
         row = {"epoch": state.epoch, "train_loss": stats["train_loss"], "lr": stats["lr"]}
         row |= (val.row("val") if val else {}) | (test.row("test") if test else {})
         row |= {"seconds": round(seconds, 3), "images_per_s": images / max(seconds, 1e-9),
-                "peak_memory_mb": round(epoch_peak / MB, 1), "skipped_steps": state.skipped_steps}  # fmt: skip
+                "peak_memory_mb": round(epoch_peak / MB, 1), "skipped_steps": state.skipped_steps}
         score = val.score if val else float(state.epoch)
         improved = score > state.best_score or state.best_epoch < 0
         if improved:
@@ -211,7 +215,7 @@ class Trainer:
                 "model": plain_state_dict(self.run.model), "optimizer": self.optimizer.state_dict(),
                 "epoch": self.state.epoch, "step": self.state.step, "config": self.config.to_dict(),
                 "metrics": metrics, "state": asdict(self.state), "random": randoms,
-            }  # fmt: skip
+            }
             for name in sorted(names):  # 'best.pt' < 'last.pt'
                 save_checkpoint(self.run_dir / name, **payload)
         self.dist.barrier()
@@ -227,7 +231,7 @@ class Trainer:
             "train_images_per_second": state.train_images / state.train_seconds if state.train_seconds else None,
             "peak_memory_mb": round(state.peak_memory / MB, 1), "skipped_steps": state.skipped_steps,
             "device": str(run.device), "processes": self.dist.world, "run_dir": str(self.run_dir.resolve()),
-        }  # fmt: skip
+        }
         if self.dist.is_main:
             write_reports(test, run.model.tasks, self.run_dir, "test", instance_names(run.data.test))
             summary["pictures"] = self._pictures()

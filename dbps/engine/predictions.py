@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dbps.data import instance_names
+from dbps.data import Batch, ImageOverlay, Level0Overlay, instance_names
 from dbps.engine.build import Run
 from dbps.engine.step import autocast, predict
 from dbps.files import atomic_write
@@ -47,9 +47,9 @@ def predict_rows(run: Run, dataset: Dataset, out: Path, *, prefix: str) -> list[
                 for b in range(len(group)):
                     row = {"index": len(rows), "name": names[len(rows)]} | _outcome(run, outputs, group.targets, b)
                     title = ", ".join(f"{t.name}: {row[f'{t.name}_predicted']} (true {row[f'{t.name}_target']})"
-                                      for t in run.model.tasks)  # fmt: skip
+                                      for t in run.model.tasks)
                     row |= _draw(group, source, selection, scores, b, out, f"{prefix}-{len(rows):04d}", title,
-                                 str(row["name"]))  # fmt: skip
+                                 str(row["name"]))
                     rows.append(row)
     return rows
 
@@ -70,33 +70,26 @@ def grid_step(coords_xy: np.ndarray, default: int = 256) -> int:
     return int(gaps.min()) if len(gaps) else default
 
 
-def _draw(group: object, source: PatchSource, selection: Selection, scores: np.ndarray, b: int, out: Path, stem: str,
-          title: str, name: str) -> dict[str, Any]:  # fmt: skip
+def _draw(group: Batch, source: PatchSource, selection: Selection, scores: np.ndarray, b: int, out: Path, stem: str,
+          title: str, name: str) -> dict[str, Any]:
     """Write the instance's attention map(s); returns the file columns of its row."""
     salient, context = selection.salient_idx[b].cpu().numpy(), selection.context_idx[b].cpu().numpy()
-    images = getattr(group, "images", None)
-    if images is not None:
-        image = images[b].float().cpu().numpy()
-        image = image / 255.0 if not images.is_floating_point() else image
-        coords = source.coords().cpu().numpy()  # type: ignore[attr-defined]
-        save_heatmap(image, scores[b], coords, source.patch_size, salient, context, title,  # type: ignore[attr-defined]
-                     out / f"{stem}.png")  # fmt: skip
+    overlay = group.overlay(b, source)
+    if isinstance(overlay, ImageOverlay):
+        save_heatmap(overlay.pixels, scores[b], overlay.coords, overlay.patch_size, salient, context, title,
+                     out / f"{stem}.png")
         return {"heatmap": f"{stem}.png"}
-    reader = getattr(source, "reader", None)
-    bags = getattr(group, "bags", None)
-    coords_xy = source.coords().numpy() if reader is not None else (  # type: ignore[attr-defined]
-        bags[b].coords.numpy() if bags is not None and bags[b].coords is not None else None
-    )
-    if coords_xy is None:
+    if not isinstance(overlay, Level0Overlay):
         return {}
-    size = getattr(source, "patch_size_level0", None) or grid_step(coords_xy)
-    offset = reader.offset if reader is not None else (0, 0)  # feature bags: their coordinates as they are
+    coords_xy, slide = overlay.coords_xy, overlay.slide
+    size = overlay.patch_size or grid_step(coords_xy)
+    offset = slide.offset if slide is not None else (0, 0)  # feature bags: their coordinates as they are
     write_scores_csv(out / f"{name}-scores.csv", coords_xy, scores[b], salient, context, offset)
     write_geojson(out / f"{name}-salient.geojson", coords_xy, size, scores[b], salient, "salient", offset)
     files = {"scores": f"{name}-scores.csv", "geojson": f"{name}-salient.geojson"}
-    if reader is not None:
-        thumbnail = reader.thumbnail(THUMBNAIL_SIDE)
-        picture = score_overlay(thumbnail, reader.dimensions, coords_xy, size, scores[b], salient, context)
+    if slide is not None:
+        thumbnail = slide.thumbnail(THUMBNAIL_SIDE)
+        picture = score_overlay(thumbnail, slide.dimensions, coords_xy, size, scores[b], salient, context)
         atomic_write(out / f"{name}-heatmap.png", picture.save)
         files["heatmap"] = f"{name}-heatmap.png"
     return files

@@ -66,7 +66,7 @@ def _lock(fd: int, kind: int, run_dir: Path, elsewhere: str) -> None:
         raise RunFolderInUse(
             errno.EBUSY, f"in use by {holder}; a run folder takes one command at a time: wait for it to end or "
             f"stop it{', or ' + elsewhere if elsewhere else ''}", str(run_dir),
-        ) from None  # fmt: skip
+        ) from None
 
 
 def is_run_folder(folder: Path) -> bool:

@@ -4,33 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
+from dbps.choices import BatchNormMode
 from dbps.registry import parse_enum
 
 _STATISTICS = ("running_mean", "running_var")
-
-
-class BatchNormMode(StrEnum):
-    """BatchNorm in the gradient pass. The context embeddings always come from eval mode (running statistics).
-
-    - `batch`: train mode, as in the reference code: the salient patches are normalised with their own batch
-      statistics (which also update the running ones), so salient and context tokens are normalised differently.
-    - `running`: the salient patches are normalised with the running statistics, exactly as the context was;
-      afterwards the running statistics are updated from the salient batch as train mode would, so they still
-      follow the encoder. The statistics are constants for autograd: gradients reach the input and γ, β.
-    - `frozen`: eval mode throughout: running statistics normalise and are never updated (pretrained encoders);
-      γ and β still train.
-    """
-
-    BATCH = "batch"
-    RUNNING = "running"
-    FROZEN = "frozen"
 
 
 class _NormaliseWithRunningStatistics:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from dbps.choices import BatchNormMode
 from dbps.models.aggregators import Aggregator
-from dbps.models.batchnorm import BatchNormMode, batchnorm_mode
+from dbps.models.batchnorm import batchnorm_mode
 from dbps.models.encoders import PatchEncoder
 from dbps.models.heads import TaskHeads
 from dbps.models.pos_enc import sinusoidal_encoding

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dbps.models.folding import FoldedBackbone
+from dbps.models.weights import load_model_state
 from dbps.registry import Registry, unknown_name_message
 from dbps.safe_load import load_safely, torch_error
 
@@ -116,6 +117,13 @@ def projector(in_dim: int, dim: int, **_: object) -> PatchEncoder:
     return PatchEncoder(nn.Identity(), in_dim, dim)
 
 
+def is_timm_model(name: str) -> bool:
+    """Whether timm knows `name` (timm is imported here, when first needed: it costs a second at start-up)."""
+    import timm
+
+    return timm.is_model(name)
+
+
 def timm_encoder(
     name: str,
     in_chans: int = 3,
@@ -166,7 +174,7 @@ def timm_encoder(
         ) from None
     if weights is not None and missing:
         raise WeightsFileError(f"{weights}: lacks {len(missing)} weights of {name!r} (e.g. {', '.join(missing[:3])}); "
-                               "the weights of another model?")  # fmt: skip
+                               "the weights of another model?")
     if stages is None:
         return PatchEncoder(backbone, backbone.num_features)
     return PatchEncoder(_PooledFeatures(features), features.feature_info.channels()[-1])
@@ -223,7 +231,7 @@ def create_encoder(
     if pathology_recipe(name) is not None:
         if pretrained or stages is not None or in_chans != 3:
             raise ValueError(f"encoder {name!r} is built as its model card says, from RGB patches and local weights: "
-                             "drop pretrained, stages and in_chans")  # fmt: skip
+                             "drop pretrained, stages and in_chans")
         return create_pathology_encoder(name, weights=weights, dim=dim)
     if name in ENCODERS:
         if name.lower() == "projector":
@@ -250,8 +258,6 @@ def _weights_file(weights: str | Path) -> Path:
 
 def _load_weights(encoder: nn.Module, path: Path) -> None:
     """Load a state dict file saved from this encoder; a mismatch names the file and the keys."""
-    from dbps.engine.checkpoint import load_model_state
-
     try:
         state = load_safely(path)
     except ValueError as exc:

@@ -14,17 +14,27 @@ log = logging.getLogger(__name__)
 
 
 class _StepCounter:
-    """Optimiser steps taken in this process: fused optimisers update weights without bumping their versions."""
+    """Optimiser steps taken in this process: fused optimisers update weights without bumping their versions.
+
+    The counter hooks every optimiser of the process, so it is registered by the first folded twin (`start`),
+    never on import: a process that folds nothing keeps torch's global optimiser hooks as they were. Steps taken
+    before that need no counting: a twin's first forward always computes its folded weights.
+    """
 
     def __init__(self) -> None:
         self.value = 0
+        self._hook: object | None = None
 
     def __call__(self, *_: object) -> None:
         self.value += 1
 
+    def start(self) -> None:
+        """Count the optimiser steps from now on (registered once per process)."""
+        if self._hook is None:
+            self._hook = register_optimizer_step_post_hook(self)
+
 
 _OPTIMIZER_STEPS = _StepCounter()
-register_optimizer_step_post_hook(_OPTIMIZER_STEPS)
 
 
 class FoldedBackbone:
@@ -47,6 +57,7 @@ class FoldedBackbone:
         self.pairs = pairs
         self._run = graph
         self._key: tuple[object, ...] | None = None
+        _OPTIMIZER_STEPS.start()
 
     @classmethod
     def create(cls, module: nn.Module) -> FoldedBackbone | None:

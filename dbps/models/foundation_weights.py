@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from dbps.engine.checkpoint import load_model_state, strip_wrapper_prefixes
 from dbps.files import read_json
 from dbps.models.encoders import WeightsFileError
 from dbps.models.pathology import EncoderRecipe
+from dbps.models.weights import load_model_state, strip_wrapper_prefixes
 from dbps.safe_load import load_safely
 
 log = logging.getLogger(__name__)
@@ -126,9 +126,9 @@ def _fit_position_grid(state: dict[str, Tensor], vit: nn.Module, path: Path) -> 
     if side * side + prefix != theirs.shape[1]:
         return state  # not a square grid: left for the shape check to refuse
     log.info("note: %s: position embedding resampled from a %d×%d grid to %s", path, side, side,
-             "×".join(map(str, vit.patch_embed.grid_size)))  # fmt: skip
+             "×".join(map(str, vit.patch_embed.grid_size)))
     resampled = resample_abs_pos_embed(theirs.float(), new_size=list(vit.patch_embed.grid_size),
-                                       old_size=[side, side], num_prefix_tokens=prefix)  # fmt: skip
+                                       old_size=[side, side], num_prefix_tokens=prefix)
     return state | {"pos_embed": resampled.to(theirs.dtype)}
 
 

@@ -55,7 +55,7 @@ class NystromAttention(nn.Module):
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int | None = None, landmarks: int = 256,
-                 pinv_iterations: int = 6, residual_kernel: int = 33, dropout: float = 0.0) -> None:  # fmt: skip
+                 pinv_iterations: int = 6, residual_kernel: int = 33, dropout: float = 0.0) -> None:
         super().__init__()
         self.heads, self.dim_head = heads, dim_head or dim // heads
         self.landmarks, self.pinv_iterations = landmarks, pinv_iterations
@@ -63,7 +63,7 @@ class NystromAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * inner, bias=False)
         self.out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
         self.residual = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
-                                  groups=heads, bias=False)  # fmt: skip
+                                  groups=heads, bias=False)
 
     def _split(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.dim_head)).permute(2, 0, 3, 1, 4)

@@ -67,7 +67,7 @@ class EncoderRecipe:
 
         classes = {"swiglu_packed": SwiGLUPacked, "silu": nn.SiLU}
         return {key: classes.get(value, value) if isinstance(value, str) and key.endswith("_layer") else value
-                for key, value in self.settings.items()}  # fmt: skip
+                for key, value in self.settings.items()}
 
     def create_backbone(self) -> nn.Module:
         """The timm model with random weights (on the current default device: `torch.device('meta')` works)."""
@@ -109,16 +109,16 @@ def _recipes() -> list[EncoderRecipe]:
         EncoderRecipe("phikon_v2", "vit_large_patch16_224", {"img_size": 224, "init_values": 1e-5,
                       "dynamic_img_size": True}, *IMAGENET, "cls", 1024, weights_layout="hf_dinov2",
                       weights_file="model.safetensors", source=hub + "owkin/phikon-v2"),
-    ]  # fmt: skip
+    ]
     for variant, architecture, width, img_size in (
         ("vits16", "vit_small_patch16_224", 384, 224), ("vits8", "vit_small_patch8_224", 384, 224),
         ("vitb16", "vit_base_patch16_224", 768, 224), ("vitb8", "vit_base_patch8_224", 768, 224),
         ("vitl14", "vit_large_patch14_reg4_dinov2", 1024, 518),  # built at 518 as published, fed 224
-    ):  # fmt: skip
+    ):
         source = f"{hub}1aurent/{architecture}.kaiko_ai_towards_large_pathology_fms"
         settings = {"img_size": img_size, "dynamic_img_size": True}
         recipes.append(EncoderRecipe(f"kaiko_{variant}", architecture, settings, *KAIKO, "cls", width,
-                                     weights_file="model.safetensors", source=source))  # fmt: skip
+                                     weights_file="model.safetensors", source=source))
     return recipes
 
 
@@ -155,7 +155,7 @@ class FoundationBackbone(nn.Module):
         self.embed_dim = recipe.width
         # what these weights expect, where feature extraction looks for it (timm's convention)
         vit.pretrained_cfg = {**getattr(vit, "pretrained_cfg", {}), "mean": recipe.mean, "std": recipe.std,
-                              "input_size": (3, recipe.input_size, recipe.input_size)}  # fmt: skip
+                              "input_size": (3, recipe.input_size, recipe.input_size)}
 
     def forward(self, x: Tensor) -> Tensor:
         r = self.recipe
@@ -194,7 +194,7 @@ def create_pathology_encoder(
         raise AssertionError("unreachable")
     if weights is None and not random_weights:
         raise WeightsFileError(f"encoder {recipe.name!r} needs its weights: pass a local file ({recipe.weights_file} "
-                               f"from {recipe.source}) or a JSON file of name → file as the weights")  # fmt: skip
+                               f"from {recipe.source}) or a JSON file of name → file as the weights")
     path = resolve_weights_file(weights, recipe) if weights is not None else None  # before a billion parameters
     vit = recipe.create_backbone()
     if path is not None:

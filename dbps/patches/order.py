@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import torch
 from torch import Tensor
 
+from dbps.choices import ShuffleStyle, check_drop_ratio
 from dbps.registry import parse_enum
-
-
-class ShuffleStyle(StrEnum):
-    """`batch`: one permutation shared by the batch; `instance`: one per image."""
-
-    BATCH = "batch"
-    INSTANCE = "instance"
 
 
 def num_kept(num_patches: int, drop_ratio: float) -> int:
     """N' = round((1 − ratio) · N), at least one patch."""
-    if not 0.0 <= drop_ratio < 1.0:
-        raise ValueError(f"drop_ratio must be in [0, 1), got {drop_ratio}")
+    check_drop_ratio(drop_ratio)
     return max(1, round((1.0 - drop_ratio) * num_patches))
 
 

@@ -1,7 +1,8 @@
 """No-gradient patch selection: chunked buffers (IPS, DBPS) and triple sampling (DBformer+)."""
 
-from dbps.selection.sampling import Sampling, gumbel_top_k, sample_salient, sampling_logits
-from dbps.selection.selector import BufferUpdate, Method, PatchSelector, Selection, SelectionModel, eval_mode
+from dbps.choices import BufferUpdate, Method, Sampling
+from dbps.selection.sampling import gumbel_top_k, sample_salient, sampling_logits
+from dbps.selection.selector import PatchSelector, Selection, SelectionModel, eval_mode
 
 __all__ = [
     "BufferUpdate",

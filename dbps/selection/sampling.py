@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 
 import torch
 from torch import Tensor
 
-
-class Sampling(StrEnum):
-    """How the M salient patches are drawn from the scores of all candidates (DBformer+).
-
-    - `hard`: the top-M scores (also what evaluation always uses);
-    - `prob`: M draws without replacement from softmax(logits / τ);
-    - `half`: ceil(M/2) draws inside the top-M set and the rest among all other patches.
-    """
-
-    HARD = "hard"
-    PROB = "prob"
-    HALF = "half"
+from dbps.choices import Sampling
 
 
 def sampling_logits(scores: Tensor, temperature: float = 1.0, reference: bool = False) -> Tensor:

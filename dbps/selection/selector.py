@@ -5,41 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from dbps.patches import PatchSource, ScaledPatches, ShuffleStyle, gather_tokens, num_kept, patch_order
+from dbps.choices import BufferUpdate, Method, Sampling, ShuffleStyle, check_selection
+from dbps.patches import PatchSource, ScaledPatches, gather_tokens, num_kept, patch_order
 from dbps.registry import parse_enum
-from dbps.selection.sampling import Sampling, sample_salient
+from dbps.selection.sampling import sample_salient
 
-
-class Method(StrEnum):
-    """Selection method.
-
-    - `ips`: a single static buffer of the top-M patches (Iterative Patch Selection, the baseline);
-    - `dbps`: static top-M buffer plus a dynamic buffer of the next-best S embeddings (DBformer, CVPR);
-    - `dbps+`: embed every kept patch, draw M by triple sampling, all others are context (DBformer+).
-    """
-
-    IPS = "ips"
-    DBPS = "dbps"
-    DBPS_PLUS = "dbps+"
-
-
-class BufferUpdate(StrEnum):
-    """How `dbps` updates its two buffers with each chunk.
-
-    - `joint`: one attention over static ∪ dynamic ∪ chunk (M+S+I candidates); the top M stay static, the next S
-      dynamic.
-    - `two_stage` (the reference code's): one attention over static ∪ chunk (M+I candidates) keeps the top M
-      static; a second over the candidates that dropped out of the top M and the dynamic buffer keeps the top S.
-    """
-
-    JOINT = "joint"
-    TWO_STAGE = "two_stage"
+if TYPE_CHECKING:
+    from dbps.config import Config
 
 
 class SelectionModel(Protocol):
@@ -149,24 +126,11 @@ class PatchSelector:
         self.sampling = parse_enum(Sampling, sampling, "sampling")
         self.shuffle = parse_enum(ShuffleStyle, shuffle, "shuffle") if shuffle is not None else None
         self.buffer_update = parse_enum(BufferUpdate, buffer_update, "buffer_update")
-        for name, value in (("num_salient", num_salient), ("chunk_size", chunk_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int ≥ 1, got {value!r}")
-        if eval_num_salient is not None and eval_num_salient < 1:
-            raise ValueError(f"eval_num_salient must be ≥ 1, got {eval_num_salient!r}")
-        if num_context is not None and num_context < 0:
-            raise ValueError(f"num_context must be ≥ 0, got {num_context!r}")
-        if self.method is Method.IPS and num_context:
-            raise ValueError(f"num_context must be 0 for method 'ips' (a single buffer), got {num_context}")
-        if self.method is not Method.DBPS_PLUS and self.sampling is not Sampling.HARD:
-            raise ValueError(f"sampling {self.sampling.value!r} needs method 'dbps+'; '{self.method}' ranks chunks")
-        if self.method is not Method.DBPS and self.buffer_update is not BufferUpdate.JOINT:
-            raise ValueError(f"buffer_update {self.buffer_update.value!r} needs method 'dbps' (two buffers)")
-        if not 0 < score_scale <= 1:
-            raise ValueError(f"score_scale must be in (0, 1], got {score_scale}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        num_kept(1, drop_ratio)  # validates the ratio
+        check_selection(
+            self.method, num_salient, chunk_size, num_context, drop_ratio=drop_ratio, sampling=self.sampling,
+            temperature=temperature, eval_num_salient=eval_num_salient, score_scale=score_scale,
+            buffer_update=self.buffer_update,
+        )
         self.num_salient = num_salient
         self.chunk_size = chunk_size
         self.num_context = num_context
@@ -175,6 +139,35 @@ class PatchSelector:
         self.reference_sampling = reference_sampling
         self.eval_num_salient = eval_num_salient or num_salient
         self.score_scale = score_scale
+
+    @classmethod
+    def from_config(cls, config: Config) -> PatchSelector:
+        """The selector of a run: the config's `selection` group with the drop and shuffle of its `patches`."""
+        s, p = config.selection, config.patches
+        return cls(
+            s.method,
+            s.num_salient,
+            s.chunk_size,
+            s.num_context,
+            drop_ratio=p.drop_ratio,
+            shuffle=p.shuffle_style if p.shuffle else None,
+            sampling=s.sampling,
+            temperature=s.temperature,
+            reference_sampling=s.reference_sampling,
+            eval_num_salient=s.eval_num_salient,
+            score_scale=s.score_scale,
+            buffer_update=s.buffer_update,
+        )
+
+    def context_may_be_empty(self, num_patches: int | None = None) -> bool:
+        """Whether a training selection can hand the aggregator no context at all.
+
+        'ips' keeps none, nor does S = 0; and when M reaches the N' patches an image keeps, every patch is
+        salient. `num_patches` is N per image where every image has it (None: not known, that case is not checked).
+        """
+        if self.method is Method.IPS or self.num_context == 0:
+            return True
+        return num_patches is not None and self.num_salient >= num_kept(num_patches, self.drop_ratio)
 
     def __repr__(self) -> str:
         return (

@@ -1,6 +1,6 @@
 """Whole-slide images: readers, tissue and tiling, CLAM/TRIDENT coordinate and feature files, slide tables.
 
-Feature extraction (which needs the encoders) lives in `dbps.wsi.extract`.
+Feature extraction (which needs the encoders) lives in `dbps.engine.extract`: nothing here imports the models.
 """
 
 from __future__ import annotations

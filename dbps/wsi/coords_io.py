@@ -41,7 +41,7 @@ class PatchCoords:
 def coords_attributes(
     reader: SlideReader, *, name: str, patch_size: int, patch_size_level0: int, target_magnification: float,
     overlap: int, savetodir: str | Path,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """TRIDENT's attributes for a slide's coordinates, plus CLAM's when a pyramid level is at the target scale.
 
     CLAM readers read `patch_size` pixels at `patch_level`, so its attributes are written only when a level has
@@ -54,7 +54,7 @@ def coords_attributes(
         "patch_size": patch_size, "patch_size_level0": patch_size_level0,
         "level0_magnification": float(reader.magnification), "target_magnification": float(target_magnification),
         "overlap": overlap, "name": name, "savetodir": str(savetodir), "level0_width": width, "level0_height": height,
-    }  # fmt: skip
+    }
     for level, (level_width, level_height) in enumerate(reader.level_dimensions):
         downsample = (width / level_width, height / level_height)
         if round(patch_size * downsample[0]) == patch_size_level0 == round(patch_size * downsample[1]):

@@ -139,13 +139,13 @@ def write_features(
             if filled != len(coords):
                 raise ValueError(f"{path}: {filled} feature rows for {len(coords)} coordinates")
             dataset.attrs.update({"encoder": encoder, "embed_dim": dataset.shape[1], "name": slide_name(path),
-                                  "savetodir": str(path.parent), **(feature_attrs or {})})  # fmt: skip
+                                  "savetodir": str(path.parent), **(feature_attrs or {})})
 
     atomic_write(path, write)
 
 
 def check_bag_headers(bags: Iterable[Path], encoder: str | None = None, width: int | None = None
-                      ) -> tuple[str | None, int]:  # fmt: skip
+                      ) -> tuple[str | None, int]:
     """The encoder name and width D shared by feature bags, read from their headers; ValueError naming a bag that
     differs from the others, or from the `encoder` (recorded name) and `width` asked for.
 
@@ -159,7 +159,7 @@ def check_bag_headers(bags: Iterable[Path], encoder: str | None = None, width: i
             seen_width = (bag.dim, path)
         elif bag.dim != seen_width[0]:
             raise ValueError(f"{path}: features of width {bag.dim}, but {seen_width[1]} has {seen_width[0]}: "
-                             "bags of two encoders?")  # fmt: skip
+                             "bags of two encoders?")
         if bag.encoder is None:
             continue
         if encoder is not None and not _same_encoder(bag.encoder, encoder):
@@ -168,7 +168,7 @@ def check_bag_headers(bags: Iterable[Path], encoder: str | None = None, width: i
             seen_encoder = (bag.encoder, path)
         elif not _same_encoder(bag.encoder, seen_encoder[0]):
             raise ValueError(f"{path}: features of encoder {bag.encoder!r}, but {seen_encoder[1]} has "
-                             f"{seen_encoder[0]!r}")  # fmt: skip
+                             f"{seen_encoder[0]!r}")
     if seen_width is None:
         raise ValueError("no feature bags to check")
     if width is not None and seen_width[0] != width:

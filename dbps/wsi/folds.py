@@ -91,7 +91,7 @@ def _csv_text(rows: list[list[object]]) -> str:
 
 
 def write_fold_splits(splits: list[dict[str, list[str]]], out_dir: Path, labels: dict[str, int],
-                      classes: list[str]) -> list[Path]:  # fmt: skip
+                      classes: list[str]) -> list[Path]:
     """`splits_{k}.csv` (CLAM: columns train,val,test of slide ids, ragged) and `splits_{k}_descriptor.csv`
     (slides per class and split), each written atomically; returns the split files."""
     written = []
@@ -102,7 +102,7 @@ def write_fold_splits(splits: list[dict[str, list[str]]], out_dir: Path, labels:
         path = out_dir / f"splits_{k}.csv"
         write_text(path, _csv_text(rows))
         counts = [[name, *(sum(labels[s] == c for s in split[part]) for part in SPLITS)]
-                  for c, name in enumerate(classes)]  # fmt: skip
+                  for c, name in enumerate(classes)]
         write_text(out_dir / f"splits_{k}_descriptor.csv", _csv_text([["", *SPLITS], *counts]))
         written.append(path)
     return written

@@ -22,7 +22,7 @@ _CONTEXT = (240, 200, 0, 255)
 
 
 def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np.ndarray, patch_size_level0: int,
-                  scores: np.ndarray, salient: np.ndarray, context: np.ndarray) -> Image.Image:  # fmt: skip
+                  scores: np.ndarray, salient: np.ndarray, context: np.ndarray) -> Image.Image:
     """The thumbnail with each scored patch tinted by its score (inferno) and salient / context patches outlined.
 
     Args:
@@ -54,7 +54,7 @@ def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np
 
 
 def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient: np.ndarray, context: np.ndarray,
-                     offset: tuple[int, int] = (0, 0)) -> None:  # fmt: skip
+                     offset: tuple[int, int] = (0, 0)) -> None:
     """One row per patch: level-0 x, y, its score, whether it was salient or context, and x, y in QuPath's image
     (less the slide's bounds `offset`)."""
     role = np.full(len(coords), "", dtype=object)
@@ -73,18 +73,18 @@ def write_scores_csv(path: Path, coords: np.ndarray, scores: np.ndarray, salient
 
 
 def write_geojson(path: Path, coords: np.ndarray, patch_size_level0: int, scores: np.ndarray, indices: np.ndarray,
-                  name: str, offset: tuple[int, int] = (0, 0)) -> None:  # fmt: skip
+                  name: str, offset: tuple[int, int] = (0, 0)) -> None:
     """The patches `indices` as GeoJSON polygons in QuPath's pixels (level 0, less the slide's bounds `offset`),
     with their scores."""
     features = []
     for rank, i in enumerate(np.asarray(indices).tolist()):
         x, y = (int(v) - shift for v, shift in zip(coords[i], offset, strict=True))
         ring = [[x, y], [x + patch_size_level0, y], [x + patch_size_level0, y + patch_size_level0],
-                [x, y + patch_size_level0], [x, y]]  # fmt: skip
+                [x, y + patch_size_level0], [x, y]]
         score = float(scores[i]) if np.isfinite(scores[i]) else None
         features.append({
             "type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
             "properties": {"objectType": "annotation", "name": f"{name} #{rank + 1}", "score": score,
                            "classification": {"name": name, "color": list(_SALIENT[:3])}},
-        })  # fmt: skip
+        })
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features})))

@@ -54,7 +54,7 @@ def _write_levels(
                     tiles(level, bar), shape=(height, width, 3), dtype=np.uint8, tile=(TILE, TILE), photometric="rgb",
                     compression="zlib", subfiletype=1 if level else 0, resolution=(per_cm, per_cm),
                     resolutionunit="CENTIMETER", metadata=None,
-                )  # fmt: skip
+                )
 
     atomic_write(Path(path), write)
 

@@ -92,7 +92,7 @@ def read_splits(path: str | Path, labels: Mapping[str, object] | None = None) ->
     present = [split for split in SPLITS if split in header]
     if not present:
         raise ValueError(f"{path}: expected columns train,val,test (CLAM) or train,train_label,… (TransMIL); "
-                         f"found {','.join(header)}")  # fmt: skip
+                         f"found {','.join(header)}")
     splits = {split: [row[split] for row in rows if row[split]] for split in present}
     check_splits(splits, labels, source=str(path))
     return splits

@@ -73,7 +73,7 @@ def tile_slide(reader: SlideReader, settings: TileSettings, name: str, savetodir
     attrs = coords_attributes(
         reader, name=name, patch_size=settings.patch_size, patch_size_level0=size0,
         target_magnification=settings.magnification, overlap=settings.overlap, savetodir=savetodir,
-    )  # fmt: skip
+    )
     return Tiling(coords, size0, thumbnail, mask, attrs)
 
 
@@ -89,7 +89,7 @@ def _same_settings(path: Path, settings: TileSettings) -> str | None:
     """None when the coordinates at `path` were cut with `settings`, else what differs."""
     _, attrs = read_attributes(path)
     wanted = {"patch_size": settings.patch_size, "target_magnification": settings.magnification,
-              "overlap": settings.overlap}  # fmt: skip
+              "overlap": settings.overlap}
     differ = [f"{key} {attrs.get(key)} (not {value})" for key, value in wanted.items() if attrs.get(key) != value]
     return ", ".join(differ) or None
 

@@ -28,7 +28,7 @@ def test_selection_never_synchronises_with_the_host(method: str, update: str) ->
     selector = PatchSelector(
         method, num_salient=4, chunk_size=16, num_context=8 if method == "dbps" else None,
         drop_ratio=0.3 if plus else 0.0, sampling="half" if plus else "hard", buffer_update=update,
-    )  # fmt: skip
+    )
     generator = torch.Generator("cuda").manual_seed(0)
     source = ImagePatches(images, 16, dtype=torch.bfloat16)
     with torch.autocast("cuda", dtype=torch.bfloat16):

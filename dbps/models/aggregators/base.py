@@ -21,6 +21,12 @@ class Aggregator(nn.Module):
 
     num_tokens: int
 
+    @property
+    def context_only_parameters(self) -> bool:
+        """Whether some parameters take part only when the context is not empty (DDP must then be told that a
+        step can leave them without gradients). False here: the context joins the salient embeddings."""
+        return False
+
     def score(self, x: Tensor) -> Tensor:
         """Attention weights (B, n) of the aggregator over candidates x (B, n, D); each row sums to one."""
         raise NotImplementedError

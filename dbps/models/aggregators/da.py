@@ -22,6 +22,11 @@ class DualAttentionAggregator(CrossAttentionAggregator):
         super().__init__(dim, **kwargs)  # type: ignore[arg-type]
         self.norm_salient = nn.LayerNorm(dim)
 
+    @property
+    def context_only_parameters(self) -> bool:
+        """`norm_salient` only normalises the query of the context read, which an empty context skips."""
+        return True
+
     def forward(self, salient: Tensor, context: Tensor) -> Tensor:
         q = self._queries(salient.shape[0])
         z1 = q + self.drop(self.attn(q, salient))

@@ -59,7 +59,7 @@ def build_feature_encoder(
 def encoder_tag(name: str, stages: int | None = None, dim: int | None = None, stain: str | None = None) -> str:
     """The name features are filed under: `features_<tag>/` (stain-normalised ones apart from the others)."""
     return (name + (f"_stages{stages}" if stages is not None else "") + (f"_dim{dim}" if dim is not None else "")
-            + (f"_{stain}" if stain is not None else ""))  # fmt: skip
+            + (f"_{stain}" if stain is not None else ""))
 
 
 def normalisation(encoder: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -93,7 +93,7 @@ def extract_slide(
     slide: Path, coords_path: Path, encoder: PatchEncoder, out_path: Path, *, tag: str, batch_size: int = 64,
     patch_size: int | None = None, num_workers: int = 2, progress: bool = False,
     stain_norm: StainNormaliser | None = None,
-) -> int:  # fmt: skip
+) -> int:
     """Encode the patches of one slide listed in `coords_path` into `out_path`; returns the number of patches.
 
     With `stain_norm`, patches are stain-normalised (on the device, fitted per slide or per patch) before the
@@ -105,22 +105,22 @@ def extract_slide(
         inferred = {
             "patch_size": found.patch_size, "patch_size_level0": found.patch_size_level0, "overlap": found.overlap,
             "target_magnification": found.target_magnification, "level0_magnification": found.level0_magnification,
-        }  # fmt: skip
+        }
         attrs = read_attributes(coords_path)[1] | {key: value for key, value in inferred.items() if value is not None}
         mean, std = normalisation(encoder)
         with SlidePatches(
             reader, found.coords, found.patch_size_level0, patch_size or found.patch_size, mean=mean, std=std,
             device=device, num_workers=num_workers,
-        ) as source:  # fmt: skip
+        ) as source:
             stain, name = {}, tag
             if stain_norm is not None:
                 name = tag.removesuffix(f"_{stain_norm.method}")  # the folder says how; the attribute names the encoder
                 source.transform = slide_stain(source, stain_norm)
                 stain = {"stain_norm": stain_norm.method, "stain_reference": stain_norm.name,
-                         "stain_fit": stain_norm.per}  # fmt: skip
+                         "stain_fit": stain_norm.per}
             batches = _embed(source, encoder, batch_size, progress)
             write_features(out_path, batches, found.coords, encoder=name, dim=encoder.embed_dim, coords_attrs=attrs,
-                           feature_attrs=stain)  # fmt: skip
+                           feature_attrs=stain)
     return len(found.coords)
 
 
@@ -128,7 +128,7 @@ def extract_features(
     slides: list[Path], coords_dir: Path, encoder: PatchEncoder, out_dir: Path, *, tag: str, batch_size: int = 64,
     patch_size: int | None = None, num_workers: int = 2, progress: bool = True,
     stain_norm: StainNormaliser | None = None,
-) -> BatchSummary:  # fmt: skip
+) -> BatchSummary:
     """Write `out_dir/features_<tag>/<slide>.h5` for every slide with coordinates in `coords_dir`.
 
     Slides whose complete output exists are skipped; failures go to `out_dir/features_<tag>/errors.log`.
@@ -150,7 +150,7 @@ def extract_features(
     def job(slide: Path) -> int:
         out_path = folder / f"{slide.stem}.h5"
         options = {"batch_size": batch_size, "patch_size": patch_size, "num_workers": num_workers, "progress": progress,
-                   "stain_norm": stain_norm}  # fmt: skip
+                   "stain_norm": stain_norm}
         return extract_slide(slide, coords_of(slide), encoder, out_path, tag=tag, **options)
 
     return run_slides(slides, job, is_done=is_done, error_log=folder / "errors.log", desc="features", progress=progress)
