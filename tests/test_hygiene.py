@@ -1,4 +1,5 @@
-"""What ships: every module states its job and stays small; the README's commands are the ones CI runs."""
+"""What ships: every module states its job and stays small; the README's commands are the ones CI runs; the tests
+mirror the package."""
 
 from __future__ import annotations
 
@@ -43,3 +44,16 @@ def test_no_formatter_markers_where_no_formatter_runs() -> None:
     marked = [f"{p.relative_to(ROOT)}:{i}" for p in files for i, line in enumerate(p.read_text().splitlines(), 1)
               if marker in line]
     assert not marked, f"formatter markers, but no formatter runs: {', '.join(marked)}"
+
+
+def test_test_files_lie_where_the_package_layout_puts_them() -> None:
+    tests = ROOT / "tests"
+    misplaced, not_packages = [], set()
+    for path in sorted(tests.rglob("test_*.py")):
+        folder = path.parent.relative_to(tests)
+        if folder.parts and folder.parts[0] not in ("e2e", "gpu") and not (ROOT / "dbps" / folder).is_dir():
+            misplaced.append(str(path.relative_to(ROOT)))
+        not_packages |= {str(d.relative_to(ROOT)) for d in (path.parent, *path.parent.parents)
+                         if d.is_relative_to(tests) and not (d / "__init__.py").is_file()}
+    assert not misplaced, f"test files outside a folder of dbps/, e2e/ or gpu/ (see tests/README.md): {misplaced}"
+    assert not not_packages, f"test folders without an __init__.py: {sorted(not_packages)}"

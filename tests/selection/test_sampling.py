@@ -9,7 +9,7 @@ import torch
 
 from dbps.patches import FeaturePatches
 from dbps.selection import PatchSelector, Sampling, sample_salient
-from tests.test_selection import feature_model
+from tests.selection.test_selector import feature_model
 
 
 def attention_weights(n: int, batch: int = 1, seed: int = 0) -> torch.Tensor:

@@ -21,7 +21,7 @@ from dbps.patches import ImagePatches
 from dbps.selection import PatchSelector
 from dbps.tasks import Activation, TaskSpec, multitask_loss
 
-REFERENCE = Path(os.environ.get("DBPS_IPS_REFERENCE", Path(__file__).resolve().parents[1] / "external" / "ips"))
+REFERENCE = Path(os.environ.get("DBPS_IPS_REFERENCE", Path(__file__).resolve().parents[2] / "external" / "ips"))
 pytestmark = pytest.mark.skipif(not (REFERENCE / "architecture" / "ips_net.py").is_file(),
                                 reason=f"no IPS reference checkout at {REFERENCE}")
 
