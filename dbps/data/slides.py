@@ -1,14 +1,12 @@
 """Whole-slide datasets: slides read patch by patch from their tissue coordinates, and pre-extracted feature bags.
 
-The items the slide kinds (`dbps.data.kinds.slides`) build: `SlideRef`s, which collate into `SlideBatch`es that
-read each slide's patches when the step comes, and feature bags from CLAM / TRIDENT / DBPS files or IPS's HDF5.
+The datasets the slide kinds (`dbps.data.kinds.slides`) build: slides as `SlideRef`s, which collate into
+`SlideBatch`es (`dbps.data.batches`) that read each slide's patches when the step comes, and feature bags from
+CLAM / TRIDENT / DBPS files or IPS's HDF5.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -17,81 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from dbps.data.batches import FeatureBag, Level0Overlay, PatchSpec, Targets, move_targets
-from dbps.data.stain_augment import slide_stain
-from dbps.patches import PatchSource
+from dbps.data.batches import FeatureBag
 from dbps.wsi import FeatureBag as FeatureFile
-from dbps.wsi import SlidePatches
-
-
-@dataclass(frozen=True)
-class SlideRef:
-    """One slide of a dataset: its file and its patch coordinates file (read when the slide's turn comes)."""
-
-    slide: Path
-    coords: Path
-
-    @classmethod
-    def collate(cls, refs: list[SlideRef], targets: Targets, spec: PatchSpec) -> SlideBatch:
-        return SlideBatch(refs, targets, spec)
-
-
-@dataclass
-class SlideBatch:
-    """Slides of one step; each is its own group (slides differ in patch count) and its own patch source."""
-
-    refs: list[SlideRef]
-    targets: Targets
-    spec: PatchSpec
-    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    read_threads: int = 2
-    jitter_seeds: list[int] | None = None  # one HED-jitter draw per slide of the step, set by `augment`
-
-    def __len__(self) -> int:
-        return len(self.refs)
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> SlideBatch:
-        targets = move_targets(self.targets, device, non_blocking)
-        return dataclasses.replace(self, targets=targets, device=device)
-
-    def pin_memory(self) -> SlideBatch:
-        return self
-
-    def tensors(self) -> Iterator[Tensor]:
-        yield from self.targets.values()
-
-    def augment(self, generator: torch.Generator | None) -> SlideBatch:
-        if self.spec.stain_jitter is None:
-            return self
-        device = generator.device if generator is not None else None
-        seeds = torch.randint(0, 2**62, (len(self.refs),), generator=generator, device=device).tolist()
-        return dataclasses.replace(self, jitter_seeds=seeds)
-
-    def groups(self, max_size: int) -> Iterator[SlideBatch]:
-        for i in range(len(self.refs)):
-            part = slice(i, i + 1)
-            seeds = self.jitter_seeds[part] if self.jitter_seeds is not None else None
-            yield dataclasses.replace(self, refs=self.refs[part], jitter_seeds=seeds,
-                                      targets={k: v[part] for k, v in self.targets.items()})
-
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        if len(self.refs) != 1:
-            raise ValueError("a batch of slides needs `groups` before `source`: each slide is its own source")
-        ref = self.refs[0]
-        source = SlidePatches.from_coords_file(
-            ref.slide, ref.coords, mean=self.spec.mean, std=self.spec.std, dtype=dtype, device=self.device,
-            num_workers=self.read_threads,
-        )
-        jitter = self.spec.stain_jitter if self.jitter_seeds is not None else None
-        if self.spec.stain_norm is not None or jitter is not None:
-            seed = self.jitter_seeds[0] if self.jitter_seeds else 0
-            source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
-        return source
-
-    def overlay(self, index: int, source: PatchSource) -> Level0Overlay:
-        if not isinstance(source, SlidePatches):
-            raise TypeError(f"a slide's overlay needs its own SlidePatches, got {type(source).__name__}")
-        return Level0Overlay(source.coords().numpy(), source.patch_size_level0, source.reader)
 
 
 class LabelledItems(Dataset):

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from dbps.data.batches import SlideRef
 from dbps.data.kinds import IMAGENET_MEAN, IMAGENET_STD, DataRequest, DataSplits, dataset_kind_builder
 from dbps.data.loaders import carve_validation
-from dbps.data.slides import FeatureBagFiles, IPSFeatureFile, LabelledItems, SlideRef
+from dbps.data.slides import FeatureBagFiles, IPSFeatureFile, LabelledItems
 from dbps.tasks import TaskSpec
 from dbps.wsi import (
     SLIDE_SUFFIXES,
