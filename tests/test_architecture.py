@@ -27,11 +27,11 @@ PUBLIC_API = 5  # dbps/__init__.py gathers the public names of every floor: it s
 # when one of them is fixed, so the set only shrinks.
 KNOWN: set[tuple[str, str]] = {
     # Batches become patch sources on the device (`Batch.source`): the image, feature and erased sources they
-    # build live in patches/, which imports nothing from data/. Either floor order holds for the rest of the code;
-    # these are the only imports between the two.
+    # build, and the `PatchSource` their protocol names, live in patches/, which imports nothing from data/.
+    # Either floor order holds for the rest of the code; these are the only imports between the two.
     ("dbps.data.batches", "dbps.patches"),
-    ("dbps.data.batches", "dbps.patches.erasing"),
-    ("dbps.data.slides", "dbps.patches"),
+    ("dbps.data.batch_protocol", "dbps.patches"),
+    ("dbps.data.batch_protocol", "dbps.patches.erasing"),
 }
 
 

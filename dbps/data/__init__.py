@@ -1,7 +1,7 @@
 """Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs, slides, feature bags), batches
 and how they become patch sources, augmentation, loaders."""
 
-from dbps.data import kinds, slides  # register the dataset kinds
+from dbps.data import kinds, slides
 from dbps.data.augment import TrainAugment
 from dbps.data.batches import (
     Batch,
@@ -16,23 +16,27 @@ from dbps.data.batches import (
     RaggedImageBatch,
     SparseImageBatch,
 )
-from dbps.data.datasets import (
+from dbps.data.folder import ImageFolderDataset, folder_splits
+from dbps.data.image_dataset import ImageDataset, SplitFiles
+from dbps.data.images import read_image
+from dbps.data.kinds import (
     DATASETS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataRequest,
     DatasetKind,
     DataSplits,
-    build_loader,
-    carve_validation,
     dataset_kind,
-    instance_names,
+    dataset_kind_builder,
     register_kind,
 )
-from dbps.data.folder import ImageFolderDataset, folder_splits
-from dbps.data.image_dataset import ImageDataset, SplitFiles
-from dbps.data.images import read_image
+
+# The kind families register their names on import, in the order `dbps datasets` lists them.
+from dbps.data.kinds import mnist as _mnist  # noqa: F401
+from dbps.data.kinds import photos as _photos  # noqa: F401
+from dbps.data.kinds import slides as _slides  # noqa: F401
 from dbps.data.listfile import csv_splits, ddr_splits
+from dbps.data.loaders import build_loader, carve_validation, instance_names
 from dbps.data.megapixel_mnist import MegapixelMNIST, make_data_command, make_megapixel_mnist, task_targets
 from dbps.data.prefetch import DevicePrefetcher
 from dbps.data.reference_mnist import ReferenceMegapixelMNIST
@@ -72,6 +76,7 @@ __all__ = [
     "carve_validation",
     "csv_splits",
     "dataset_kind",
+    "dataset_kind_builder",
     "ddr_splits",
     "folder_splits",
     "instance_names",

@@ -5,129 +5,35 @@ The engine never looks inside a batch. It moves it to the device (`to`), applies
 sizes or bags of different lengths, which cannot share one tensor), asks each group for its `source` and, to
 show a prediction's attention, for where each instance's patches lie (`overlay`).
 Every kind of data — dense or sparse image batches, images of mixed sizes, feature bags, slides — is one class
-here, so the loop, evaluation, prediction and benchmarks are the same code for all of them.
+here, so the loop, evaluation, prediction and benchmarks are the same code for all of them. The protocol they
+follow, the patch spec and the overlays are in `dbps.data.batch_protocol` (and importable from here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
+from dbps.data.batch_protocol import (
+    Batch,
+    Erasing,
+    ImageOverlay,
+    ImageTransform,
+    Level0Overlay,
+    Overlay,
+    PatchSpec,
+    SourceWrapper,
+    Targets,
+)
 from dbps.data.sparse import SparseBatch, SparseImage
+from dbps.data.stain_augment import slide_stain
 from dbps.patches import FeaturePatches, ImagePatches, PatchSource, grid_coords, to_pair
-from dbps.patches.erasing import ErasedPatches
-
-if TYPE_CHECKING:
-    from dbps.wsi.reader import SlideReader
-
-Targets = dict[str, Tensor]
-ImageTransform = Callable[[Tensor, torch.Generator | None], Tensor]
-SourceWrapper = Callable[[PatchSource], PatchSource]
-
-
-@dataclass(frozen=True)
-class Erasing:
-    """Per-patch random erasing in training: `fraction` of each image's patches lose `area` of their pixels."""
-
-    fraction: float
-    area: float
-
-    def wrapper(self, generator: torch.Generator | None) -> SourceWrapper:
-        """Wraps a source so that every fetch of one batch sees the same erased patches."""
-        return partial(ErasedPatches, fraction=self.fraction, area=self.area, generator=generator)
-
-
-@dataclass(frozen=True)
-class ImageOverlay:
-    """An image and its patch grid: the attention is drawn over the pixels.
-
-    Attributes:
-        pixels: the image, (C, H, W) floats in [0, 1].
-        coords: top-left pixel (y, x) of every patch, in the source's order, (N, 2).
-        patch_size: patch height and width.
-    """
-
-    pixels: np.ndarray
-    coords: np.ndarray
-    patch_size: tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Level0Overlay:
-    """Level-0 positions of an instance's patches (a slide, a feature bag with coordinates): score tables for
-    QuPath and, for a slide, the attention over its thumbnail.
-
-    Attributes:
-        coords_xy: level-0 (x, y) of every patch, in the source's order, (N, 2).
-        patch_size: patch side in level-0 pixels; None: the step of the coordinates' grid.
-        slide: the open slide (its thumbnail, dimensions and bounds offset), None for feature bags.
-    """
-
-    coords_xy: np.ndarray
-    patch_size: int | None = None
-    slide: SlideReader | None = None
-
-
-Overlay = ImageOverlay | Level0Overlay
-
-
-@runtime_checkable
-class Batch(Protocol):
-    """A batch of instances (images, slides, feature bags) and their targets."""
-
-    targets: Targets
-
-    def __len__(self) -> int: ...
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> Batch:
-        """This batch on `device` (dense where it was sparse)."""
-        ...
-
-    def pin_memory(self) -> Batch: ...
-
-    def tensors(self) -> Iterator[Tensor]:
-        """Every tensor the batch holds (to tie their memory to a CUDA stream)."""
-        ...
-
-    def augment(self, generator: torch.Generator | None) -> Batch:
-        """The training transforms applied (the batch itself when it has none)."""
-        ...
-
-    def groups(self, max_size: int) -> Iterator[Batch]:
-        """Consecutive sub-batches of at most `max_size` instances that share one patch count, in order."""
-        ...
-
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        """The patch source of a group (`groups` yields only batches that have one)."""
-        ...
-
-    def overlay(self, index: int, source: PatchSource) -> Overlay | None:
-        """Where the patches of instance `index` of a group lie (`source`: the group's own, open), for pictures
-        and tables of its attention; None when it has no positions (feature bags without coordinates)."""
-        ...
-
-
-@dataclass(frozen=True)
-class PatchSpec:
-    """How images become patches: grid geometry and the normalisation applied to each fetched patch.
-
-    `stain_norm` and `stain_jitter` (a `StainNormaliser` and a training `HEDJitter`) act on slide patches as they
-    are read; image batches take the jitter as part of their training transform.
-    """
-
-    size: tuple[int, int]
-    stride: tuple[int, int] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
-    stain_norm: object | None = None
-    stain_jitter: object | None = None
+from dbps.wsi import SlidePatches
 
 
 def _slice_targets(targets: Targets, part: slice) -> Targets:
@@ -381,3 +287,95 @@ class Collate:
         if hasattr(first, "collate"):  # kinds defined elsewhere (e.g. slides) collate themselves
             return type(first).collate(instances, targets, self.spec)  # type: ignore[attr-defined]
         raise TypeError(f"cannot batch dataset items of type {type(first).__name__}")
+
+
+@dataclass(frozen=True)
+class SlideRef:
+    """One slide of a dataset: its file and its patch coordinates file (read when the slide's turn comes)."""
+
+    slide: Path
+    coords: Path
+
+    @classmethod
+    def collate(cls, refs: list[SlideRef], targets: Targets, spec: PatchSpec) -> SlideBatch:
+        return SlideBatch(refs, targets, spec)
+
+
+@dataclass
+class SlideBatch:
+    """Slides of one step; each is its own group (slides differ in patch count) and its own patch source."""
+
+    refs: list[SlideRef]
+    targets: Targets
+    spec: PatchSpec
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+    read_threads: int = 2
+    jitter_seeds: list[int] | None = None  # one HED-jitter draw per slide of the step, set by `augment`
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> SlideBatch:
+        targets = move_targets(self.targets, device, non_blocking)
+        return dataclasses.replace(self, targets=targets, device=device)
+
+    def pin_memory(self) -> SlideBatch:
+        return self
+
+    def tensors(self) -> Iterator[Tensor]:
+        yield from self.targets.values()
+
+    def augment(self, generator: torch.Generator | None) -> SlideBatch:
+        if self.spec.stain_jitter is None:
+            return self
+        device = generator.device if generator is not None else None
+        seeds = torch.randint(0, 2**62, (len(self.refs),), generator=generator, device=device).tolist()
+        return dataclasses.replace(self, jitter_seeds=seeds)
+
+    def groups(self, max_size: int) -> Iterator[SlideBatch]:
+        for i in range(len(self.refs)):
+            part = slice(i, i + 1)
+            seeds = self.jitter_seeds[part] if self.jitter_seeds is not None else None
+            yield dataclasses.replace(self, refs=self.refs[part], jitter_seeds=seeds,
+                                      targets={k: v[part] for k, v in self.targets.items()})
+
+    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
+        if len(self.refs) != 1:
+            raise ValueError("a batch of slides needs `groups` before `source`: each slide is its own source")
+        ref = self.refs[0]
+        source = SlidePatches.from_coords_file(
+            ref.slide, ref.coords, mean=self.spec.mean, std=self.spec.std, dtype=dtype, device=self.device,
+            num_workers=self.read_threads,
+        )
+        jitter = self.spec.stain_jitter if self.jitter_seeds is not None else None
+        if self.spec.stain_norm is not None or jitter is not None:
+            seed = self.jitter_seeds[0] if self.jitter_seeds else 0
+            source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
+        return source
+
+    def overlay(self, index: int, source: PatchSource) -> Level0Overlay:
+        if not isinstance(source, SlidePatches):
+            raise TypeError(f"a slide's overlay needs its own SlidePatches, got {type(source).__name__}")
+        return Level0Overlay(source.coords().numpy(), source.patch_size_level0, source.reader)
+
+
+__all__ = [
+    "Batch",
+    "Collate",
+    "Erasing",
+    "FeatureBag",
+    "FeatureBatch",
+    "ImageBatch",
+    "ImageOverlay",
+    "ImageTransform",
+    "Level0Overlay",
+    "Overlay",
+    "PatchSpec",
+    "RaggedImageBatch",
+    "SlideBatch",
+    "SlideRef",
+    "SourceWrapper",
+    "SparseImageBatch",
+    "Targets",
+    "move_targets",
+]

@@ -1,14 +1,22 @@
-"""Dataset kinds by name: what a config's `data.name` builds, the defaults it implies, and the loaders."""
+"""Dataset kinds by name: what a config's `data.name` builds and the `data` defaults that name implies.
+
+A kind is a function `DataRequest → DataSplits`, registered beside its definition with `@dataset_kind_builder`
+(or `register_kind`). One module per family; `dbps/data/__init__.py` imports them, so every kind is registered
+once `dbps.data` is:
+
+- `mnist`: Megapixel MNIST (`megapixel_mnist`, and the reference name `mnist`);
+- `photos`: class folders (`folder` and the reference names), split lists (`list`), Swedish Traffic Signs (`traffic`);
+- `slides`: whole-slide images (`slides`) and pre-extracted feature bags (`features`, `camelyon`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+from torch.utils.data import Dataset
 
 from dbps.registry import Registry
 from dbps.tasks import TaskSpec
@@ -104,56 +112,37 @@ def register_kind(names: str | tuple[str, ...], build: Callable[[DataRequest], D
         DATASETS.register(name)(DatasetKind(build, defaults, summary))
 
 
+Build = TypeVar("Build", bound=Callable[[DataRequest], DataSplits])
+
+
+def dataset_kind_builder(names: str | tuple[str, ...], *, summary: str, **defaults: Any) -> Callable[[Build], Build]:
+    """Decorator form of `register_kind`: registers the function it decorates and returns it unchanged.
+
+    Example:
+        >>> @dataset_kind_builder("npy", summary="class folders of greyscale .npy arrays", channels=1)
+        ... def npy_kind(request: DataRequest) -> DataSplits: ...
+    """
+
+    def decorator(build: Build) -> Build:
+        register_kind(names, build, summary, **defaults)
+        return build
+
+    return decorator
+
+
 def dataset_kind(name: str) -> DatasetKind:
     """The registered kind of a dataset name (an error listing the known names otherwise)."""
     return DATASETS.get(name)  # type: ignore[return-value]
 
 
-def instance_names(dataset: Dataset) -> list[str]:
-    """Names of a dataset's instances (slide or file names when the dataset has them, else their positions)."""
-    if isinstance(dataset, Subset):
-        parent = instance_names(dataset.dataset)
-        return [parent[i] for i in dataset.indices]
-    names = getattr(dataset, "names", None)
-    if names is not None:
-        return list(names())
-    paths = getattr(dataset, "paths", None)
-    if paths is not None:
-        return [Path(p).name for p in paths]
-    return [str(i) for i in range(len(dataset))]  # type: ignore[arg-type]
-
-
-def carve_validation(dataset: Dataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
-    """Split off a seeded random `fraction` of `dataset` as validation (at least one item when fraction > 0)."""
-    n = len(dataset)  # type: ignore[arg-type]
-    n_val = max(1, round(n * fraction)) if fraction > 0 else 0
-    if n_val >= n:
-        raise ValueError(f"data.val_fraction {fraction} leaves no training images out of {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    return Subset(dataset, order[n_val:]), Subset(dataset, order[:n_val])
-
-
-def build_loader(
-    dataset: Dataset,
-    batch_size: int,
-    *,
-    collate: Callable[[list[Any]], Any],
-    shuffle: bool = False,
-    sampler: Sampler | None = None,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-    seed: int = 0,
-) -> DataLoader:
-    """A DataLoader with seeded shuffling (or a given sampler), persistent workers and prefetching with workers."""
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=shuffle if sampler is None else None,
-        sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        collate_fn=collate,
-        generator=torch.Generator().manual_seed(seed),
-        persistent_workers=num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
-    )
+__all__ = [
+    "DATASETS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "DataRequest",
+    "DataSplits",
+    "DatasetKind",
+    "dataset_kind",
+    "dataset_kind_builder",
+    "register_kind",
+]

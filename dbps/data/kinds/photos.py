@@ -1,6 +1,5 @@
-"""The dataset kinds, registered by name, and the reference repositories' `--dataset` names mapped onto them.
+"""Photo dataset kinds, and the reference repositories' `--dataset` names mapped onto them.
 
-- `megapixel_mnist` / `mnist`: Megapixel MNIST, from `dbps make-data` or from the reference generator's files;
 - `folder` (`cqu_bpdd`, `eyes`, `xbd`, `fmow`, `mame`): root/{train,test}/<class>/* photos, optional val/;
 - `list`: CSV lists `path,label[,split]`, or DDR's `name label` text files;
 - `traffic`: Swedish Traffic Signs (Set1/, Set2/ with annotations.txt).
@@ -12,43 +11,16 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from dbps.data.datasets import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DataRequest,
-    DataSplits,
-    carve_validation,
-    register_kind,
-)
 from dbps.data.folder import folder_splits
 from dbps.data.image_dataset import ImageDataset, SplitFiles
+from dbps.data.kinds import IMAGENET_MEAN, IMAGENET_STD, DataRequest, DataSplits, dataset_kind_builder
 from dbps.data.listfile import csv_splits, ddr_splits
-from dbps.data.megapixel_mnist import MegapixelMNIST
-from dbps.data.reference_mnist import ReferenceMegapixelMNIST
+from dbps.data.loaders import carve_validation
 from dbps.data.traffic import traffic_splits
 from dbps.tasks import TaskSpec
 
 PHOTO_DEFAULTS = {"channels": 3, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
                   "augment": {"color_jitter": 0.1, "translate": 100}}
-
-
-def megapixel_mnist_splits(request: DataRequest) -> DataSplits:
-    """Megapixel MNIST from `dbps make-data` (meta.json) or from the reference generator (parameters.json).
-
-    Validation is carved from train; test is touched once, at the end.
-    """
-    if request.resize is not None:
-        raise ValueError("data.resize: Megapixel MNIST images are used at the size they were made")
-    root = request.root
-    if (root / "meta.json").is_file() or not (root / "parameters.json").is_file():
-        full, test = MegapixelMNIST(root, "train", request.task_names), MegapixelMNIST(root, "test", request.task_names)
-    else:
-        full = ReferenceMegapixelMNIST(root, "train", request.task_names)
-        test = ReferenceMegapixelMNIST(root, "test", request.task_names)
-    train, val = carve_validation(full, request.val_fraction, request.seed)
-    chosen = [task for task in MegapixelMNIST.TASKS if task.name in full.tasks]
-    channels, height, width = full.image_shape
-    return DataSplits(train, val, test, chosen, channels, (height, width))
 
 
 def photo_splits(files: dict[str, SplitFiles], request: DataRequest, notes: list[str] | None = None) -> DataSplits:
@@ -76,6 +48,9 @@ def _is_ddr(root: Path) -> bool:
     return (root / "DR_grading" / "train.txt").is_file() or (root / "train.txt").is_file()
 
 
+@dataset_kind_builder(("folder", "cqu_bpdd", "eyes", "xbd", "fmow", "mame"),
+                      summary="photos in root/{train,test}/<class>/ (optional val/); DDR's lists are recognised",
+                      **PHOTO_DEFAULTS)
 def folder_kind(request: DataRequest) -> DataSplits:
     """Class folders; a DDR release (DR_grading/ with its `name label` lists) is read as such."""
     if _is_ddr(request.root) and not (request.root / "train").is_dir():
@@ -83,6 +58,8 @@ def folder_kind(request: DataRequest) -> DataSplits:
     return photo_splits(folder_splits(request.root), request)
 
 
+@dataset_kind_builder("list", summary="photos listed in CSV files (path,label[,split]) or DDR text lists",
+                      **PHOTO_DEFAULTS)
 def list_kind(request: DataRequest) -> DataSplits:
     """Split lists: a CSV per split or one CSV with a split column (`data.train_file` …), or DDR's text lists."""
     if not request.files:
@@ -106,17 +83,9 @@ def list_kind(request: DataRequest) -> DataSplits:
     return photo_splits(files, request)
 
 
+@dataset_kind_builder("traffic", summary="Swedish Traffic Signs (Set1/, Set2/, annotations.txt), 4 classes",
+                      **PHOTO_DEFAULTS | {"resize": (1200, 1600),
+                                          "augment": {"color_jitter": 0.1, "translate": 100, "erase_fraction": 0.1}})
 def traffic_kind(request: DataRequest) -> DataSplits:
     """Swedish Traffic Signs; `train.seed` 0 trains on Set1 and tests on Set2, as the IPS loader does."""
     return photo_splits(traffic_splits(request.root, request.seed), request)
-
-
-register_kind(("megapixel_mnist", "mnist"), megapixel_mnist_splits,
-              "Megapixel MNIST (4 tasks), made by `dbps make-data` or the reference generator", channels=1)
-register_kind(("folder", "cqu_bpdd", "eyes", "xbd", "fmow", "mame"), folder_kind,
-              "photos in root/{train,test}/<class>/ (optional val/); DDR's lists are recognised", **PHOTO_DEFAULTS)
-register_kind("list", list_kind, "photos listed in CSV files (path,label[,split]) or DDR text lists",
-              **PHOTO_DEFAULTS)
-register_kind("traffic", traffic_kind, "Swedish Traffic Signs (Set1/, Set2/, annotations.txt), 4 classes",
-              **PHOTO_DEFAULTS | {"resize": (1200, 1600),
-                                  "augment": {"color_jitter": 0.1, "translate": 100, "erase_fraction": 0.1}})
