@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +13,6 @@ import torch
 
 from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
 from dbps.engine.loggers import CSVLogger
-from dbps.engine.memory import peak_memory_bytes, reset_peak_memory
 from dbps.engine.schedule import warmup_cosine_lr
 from dbps.engine.step import unwrap
 from dbps.files import atomic_write
@@ -84,9 +85,17 @@ def test_csv_logger_writes_a_header_once(tmp_path) -> None:
 
 
 def test_cpu_peak_memory_sees_a_large_allocation() -> None:
-    device = torch.device("cpu")
-    reset_peak_memory(device)
-    before = peak_memory_bytes(device)
-    block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched
-    assert peak_memory_bytes(device) >= before + 60 * 1024 * 1024
-    del block
+    """In a fresh process: one that already freed large blocks (kept mapped, see keep_freed_host_memory) may serve
+    the allocation from resident pages, and its peak rightly does not move."""
+    check = (
+        "import torch\n"
+        "from dbps.engine.memory import peak_memory_bytes, reset_peak_memory\n"
+        "device = torch.device('cpu')\n"
+        "reset_peak_memory(device)\n"
+        "before = peak_memory_bytes(device)\n"
+        "block = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB, touched\n"
+        "grown = peak_memory_bytes(device) - before\n"
+        "assert grown >= 60 * 1024 * 1024, grown\n"
+    )
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
