@@ -99,9 +99,11 @@ class StainNormaliser:
         """Float RGB (n, 3, H, W) normalised with `fit`, or each image with its own; blank images pass unchanged."""
         remix = stain.macenko_normalise if self.method == "macenko" else stain.reinhard_normalise
         reference = self._reference(rgb)
-        if fit is not None:
-            return remix(rgb, fit, reference).to(rgb.dtype)
         out = rgb.clone()
+        if fit is not None:  # image by image: a whole batch's float intermediates fall out of the CPU's caches
+            for i, image in enumerate(rgb):
+                out[i] = remix(image, fit, reference)
+            return out
         for i, image in enumerate(rgb):
             try:
                 out[i] = remix(image, self.fit(image), reference)
