@@ -61,6 +61,8 @@ CASES = [
     ("generate-too-small", f"{TRAIN} data.root={{out}} data.generate.size=10", ["data.generate", "84", "10"]),
     ("generate-over-files", f"{TRAIN} data.root={{w}}/keep data.generate={{{{}}}}", ["data.generate", "notes.txt"]),
     ("reference-key-as-written", f"{TRAIN} sample_style=Weird", ["sample_style (selection.sampling) must be one of"]),
+    ("per-task-attention-without-branches", f"{TRAIN} model.aggregator=TransMIL model.attention_per_task=true",
+     ["model.attention_per_task", "TransMIL gives 1 token(s) for 2 tasks"]),
     ("aggregator-as-written", f"{TRAIN} attention=XYZ", ["attention (model.aggregator): unknown aggregator 'XYZ'"]),
     # datasets
     ("data-root-is-a-file", f"{TRAIN} data.root={{w}}/notes.txt", ["data.root", "notes.txt", "is a file"]),

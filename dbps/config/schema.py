@@ -128,6 +128,9 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     pos_enc: bool = False
+    # MIL pooling (AB, ABX): one attention branch and token per task instead of one shared token; CA and DA always
+    # have one query per task
+    attention_per_task: bool = False
     # BatchNorm of the salient patches in the gradient pass: batch statistics (the reference), running statistics
     # (normalised as the context, still updated), or frozen (never updated, for pretrained encoders)
     bn_mode: BatchNormMode = BatchNormMode.BATCH

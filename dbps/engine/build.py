@@ -276,8 +276,11 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
         raise ConfigError(f"{config.given.name('model.encoder')}: {exc}") from None
     aggregator = create_aggregator(
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
-        dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout,
+        dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout, per_task=m.attention_per_task,
     )
+    if m.attention_per_task and aggregator.num_tokens != len(tasks):
+        raise ConfigError(f"model.attention_per_task: {m.aggregator} gives {aggregator.num_tokens} token(s) for "
+                          f"{len(tasks)} tasks; it has no per-task attention")
     return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, bn_mode=m.bn_mode)
 
 

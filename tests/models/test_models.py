@@ -183,3 +183,46 @@ def test_scores_keep_float32_resolution_under_bf16_autocast(name: str) -> None:
     assert mixed.dtype == torch.float32 and seen == [(torch.float32, torch.float32)]
     torch.testing.assert_close(mixed, model.score(emb.bfloat16().float(), idx), rtol=0, atol=0)
     assert all(len(torch.unique(row)) == 64 for row in mixed)  # every candidate keeps its own rank
+
+
+BRANCH_LAYER = {"AB": "weight", "ABX": "logit.4"}  # the layer that gives each task its own attention logit
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_LAYER))
+def test_per_task_attention_equals_one_single_task_model_per_branch(name: str) -> None:
+    torch.manual_seed(0)
+    agg = create_aggregator(name, **COMMON, per_task=True).eval()
+    if name == "ABX":
+        agg.alpha.data.fill_(0.7)  # "attention plus" mixes the logits (its α starts at 0)
+    salient, context = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    tokens = agg(salient, context)
+    assert agg.num_tokens == 3 and tokens.shape == (2, 3, 16)
+    layer, scores = BRANCH_LAYER[name], []
+    for task in range(3):
+        single = create_aggregator(name, **COMMON).eval()
+        state = agg.state_dict()
+        state[f"{layer}.weight"] = state[f"{layer}.weight"][task : task + 1]
+        state[f"{layer}.bias"] = state[f"{layer}.bias"][task : task + 1]
+        single.load_state_dict(state)
+        torch.testing.assert_close(tokens[:, task : task + 1], single(salient, context))
+        scores.append(single.score(torch.cat([salient, context], 1)))
+    torch.testing.assert_close(agg.score(torch.cat([salient, context], 1)), torch.stack(scores).mean(0))
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_LAYER))
+def test_each_task_token_gets_no_gradient_from_another_tasks_branch(name: str) -> None:
+    agg = create_aggregator(name, **COMMON, per_task=True)
+    agg(torch.randn(2, 5, 16), torch.randn(2, 7, 16))[:, 1].sum().backward()
+    grad = dict(agg.named_parameters())[f"{BRANCH_LAYER[name]}.weight"].grad
+    assert grad[1].abs().sum() > 0
+    assert torch.equal(grad[[0, 2]], torch.zeros_like(grad[[0, 2]]))
+
+
+@pytest.mark.parametrize("name", sorted(BRANCH_LAYER))
+def test_per_task_attention_with_one_task_is_the_shared_model(name: str) -> None:
+    torch.manual_seed(0)
+    shared = create_aggregator(name, **COMMON | {"num_tasks": 1}).eval()
+    torch.manual_seed(0)
+    branched = create_aggregator(name, **COMMON | {"num_tasks": 1}, per_task=True).eval()
+    x = torch.randn(2, 9, 16)
+    torch.testing.assert_close(shared(x[:, :4], x[:, 4:]), branched(x[:, :4], x[:, 4:]), rtol=0, atol=0)

@@ -12,24 +12,33 @@ from dbps.models.aggregators.base import AGGREGATORS, Aggregator
 class GatedAttentionAggregator(Aggregator):
     """a = softmax_n(w · (tanh(V x) ⊙ σ(U x))); z = Σ a x; one output token shared by all tasks.
 
+    With `per_task`, w gives one logit per task (CLAM's multi-branch attention): one weighting and one token per
+    task, V and U shared. The selection score is the mean of the tasks' weights.
+
     Args:
         dim: embedding width D (also the hidden width of V and U).
         dropout: dropout on the hidden gate activations.
+        num_tasks: T, the number of tokens with `per_task`.
+        per_task: one attention branch and output token per task instead of one shared by all.
         **_: the other common aggregator arguments, unused here.
     """
 
-    def __init__(self, dim: int, dropout: float = 0.0, **_: object) -> None:
+    def __init__(self, dim: int, dropout: float = 0.0, num_tasks: int = 1, per_task: bool = False,
+                 **_: object) -> None:
         super().__init__()
-        self.num_tokens = 1
+        self.num_tokens = num_tasks if per_task else 1
         self.value = nn.Linear(dim, dim)
         self.gate = nn.Linear(dim, dim)
         self.drop = nn.Dropout(dropout)
-        self.weight = nn.Linear(dim, 1)
+        self.weight = nn.Linear(dim, self.num_tokens)
+
+    def _weights(self, x: Tensor) -> Tensor:
+        hidden = torch.tanh(self.value(x)) * torch.sigmoid(self.gate(x))
+        return self.weight(self.drop(hidden)).softmax(dim=1)  # B, n, T
 
     def score(self, x: Tensor) -> Tensor:
-        hidden = torch.tanh(self.value(x)) * torch.sigmoid(self.gate(x))
-        return self.weight(self.drop(hidden)).squeeze(-1).softmax(dim=1)
+        return self._weights(x).mean(dim=2)
 
     def forward(self, salient: Tensor, context: Tensor) -> Tensor:
         x = torch.cat([salient, context.to(salient.dtype)], dim=1)
-        return (self.score(x).unsqueeze(-1) * x).sum(dim=1, keepdim=True)
+        return self._weights(x).transpose(1, 2) @ x  # B, T, D

@@ -20,19 +20,26 @@ class ABMILXAggregator(Aggregator):
     instances; the per-head weighted sums are concatenated → Linear → Dropout; then z + MLP(LN(z)).
     The product with A uses fused attention kernels, so no n×n matrix is held for large bags.
 
+    With `per_task`, the logit MLP gives one logit per task (one attention branch per task, as CLAM's
+    multi-branch attention has one per class), so each task pools the instances it needs into its own
+    token; everything else is shared. With one task both forms are the same model.
+
     Args:
         dim: embedding width D (divisible by `heads`).
         heads: H.
         dim_ffn: hidden width of the final MLP (defaults to 4·D).
         dropout: dropout rate.
+        num_tasks: T, the number of tokens with `per_task`.
+        per_task: one attention branch and output token per task instead of one shared by all.
         **_: the other common aggregator arguments, unused here.
     """
 
-    def __init__(self, dim: int, heads: int = 8, dim_ffn: int | None = None, dropout: float = 0.0, **_: object) -> None:
+    def __init__(self, dim: int, heads: int = 8, dim_ffn: int | None = None, dropout: float = 0.0,
+                 num_tasks: int = 1, per_task: bool = False, **_: object) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"ABX needs dim divisible by heads, got dim={dim}, heads={heads}")
-        self.num_tokens = 1
+        self.num_tokens = num_tasks if per_task else 1
         self.heads = heads
         head_dim = dim // heads
         self.inp = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Dropout(dropout))
@@ -41,7 +48,7 @@ class ABMILXAggregator(Aggregator):
             nn.LayerNorm(head_dim),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Linear(head_dim, 1),
+            nn.Linear(head_dim, self.num_tokens),
         )
         self.norm_plus = nn.LayerNorm(head_dim)
         self.q = nn.Linear(head_dim, head_dim, bias=False)
@@ -53,18 +60,18 @@ class ABMILXAggregator(Aggregator):
 
     def _heads_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
         xh = self.inp(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # B, H, n, D/H
-        logits = self.logit(xh)  # B, H, n, 1
+        logits = self.logit(xh)  # B, H, n, T
         normed = self.norm_plus(xh)
         mixed = F.scaled_dot_product_attention(self.q(normed), self.k(normed), logits)
-        weights = (logits + self.alpha * mixed).squeeze(-1).softmax(dim=-1)  # B, H, n
+        weights = (logits + self.alpha * mixed).softmax(dim=2)  # B, H, n, T
         return xh, weights
 
     def score(self, x: Tensor) -> Tensor:
-        return self._heads_and_weights(x)[1].mean(dim=1)
+        return self._heads_and_weights(x)[1].mean(dim=(1, 3))
 
     def forward(self, salient: Tensor, context: Tensor) -> Tensor:
         x = torch.cat([salient, context.to(salient.dtype)], dim=1)
         xh, weights = self._heads_and_weights(x)
-        z = self.out((weights.unsqueeze(-1) * xh).sum(dim=2).flatten(1))  # B, D
-        z = z + self.ffn(self.norm_ffn(z))
-        return z.unsqueeze(1)
+        pooled = weights.transpose(2, 3) @ xh  # B, H, T, D/H
+        z = self.out(pooled.transpose(1, 2).flatten(2))  # B, T, D
+        return z + self.ffn(self.norm_ffn(z))

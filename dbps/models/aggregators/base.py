@@ -16,7 +16,7 @@ class Aggregator(nn.Module):
     """Base class: `score` for selection, `forward` for the gradient pass (hybrid propagation).
 
     Subclasses take the common keyword arguments `dim, num_tasks, heads, dim_key, dim_value, dim_ffn,
-    dropout, attn_dropout` (ignoring those they do not use) so that they are interchangeable by name.
+    dropout, attn_dropout, per_task` (ignoring those they do not use) so that they are interchangeable by name.
     """
 
     num_tokens: int

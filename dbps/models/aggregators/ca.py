@@ -22,6 +22,7 @@ class CrossAttentionAggregator(Aggregator):
         dim_ffn: hidden width of the MLP (D_inner).
         dropout: dropout after attention and MLP.
         attn_dropout: dropout on attention weights.
+        **_: the other common aggregator arguments, unused here (`per_task`: there is always one query per task).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class CrossAttentionAggregator(Aggregator):
         dim_ffn: int | None = None,
         dropout: float = 0.0,
         attn_dropout: float = 0.0,
+        **_: object,
     ) -> None:
         super().__init__()
         self.num_tokens = num_tasks
