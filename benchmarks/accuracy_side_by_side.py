@@ -198,8 +198,8 @@ def dbps_rows(metrics: Path) -> list[dict[str, float]]:
     names = {"majority": "accuracy", "max": "accuracy", "top": "accuracy", "multi": "multilabel_accuracy"}
     with metrics.open(newline="") as handle:
         return [{"epoch": int(row["epoch"]), **{task: float(row[f"test_{task}_{metric}"])
-                                                for task, metric in names.items()}}
-                for row in csv.DictReader(handle)]
+                                                for task, metric in names.items() if f"test_{task}_{metric}" in row}}
+                for row in csv.DictReader(handle)]  # a variant may train fewer tasks (e.g. `tasks=[majority]`)
 
 
 def collect(out: Path) -> list[dict[str, object]]:
@@ -258,8 +258,10 @@ def plot_curves(rows: list[dict[str, object]], path: Path, variants: list[str] |
         label = method if variant == "base" else f"{method} ({variant})"
         epochs = sorted({int(r["epoch"]) for runs in seeds.values() for r in runs})
         for ax, task in zip(axes, TASKS, strict=True):
-            per_epoch = [[100 * float(r[task]) for runs in seeds.values() for r in runs if int(r["epoch"]) == e]
-                         for e in epochs]
+            per_epoch = [[100 * float(r[task]) for runs in seeds.values() for r in runs
+                          if int(r["epoch"]) == e and task in r] for e in epochs]
+            if not all(per_epoch):
+                continue
             mean = [statistics.fmean(v) for v in per_epoch]
             ax.plot(epochs, mean, marker="o", markersize=3, label=f"{label} (n={len(seeds)})",
                     linestyle="--" if method == "reference" else "-")
