@@ -334,3 +334,23 @@ def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path)
         config, _ = load_config(path, overrides)
         splits, _ = prepare_data(config, progress=False)  # the file's own root, or generation asked for
         assert len(splits.test) == 2 and (tmp_path / root / "meta.json").is_file()
+
+
+def test_every_config_key_is_documented_in_docs_config() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    from dbps.config import schema
+
+    def keys(cls: type, prefix: str = "") -> list[str]:
+        found = []
+        for field in dataclasses.fields(cls):
+            nested = getattr(schema, field.type, None) if isinstance(field.type, str) else field.type
+            is_section = dataclasses.is_dataclass(nested)
+            found += keys(nested, f"{prefix}{field.name}.") if is_section else [prefix + field.name]
+        return found
+
+    documented = (Path(__file__).parents[2] / "docs" / "config.md").read_text()
+    all_keys = keys(schema.Config)
+    assert len(all_keys) > 50
+    assert [key for key in all_keys if f"`{key}`" not in documented] == []
