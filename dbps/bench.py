@@ -23,7 +23,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from dbps.config import Config
-from dbps.data import Batch, FeatureBag, FeatureBatch, ImageBatch, MegapixelMNIST
+from dbps.data import Batch, FeatureBag, FeatureBatch, ImageBatch, dataset_kind
 from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, place_model, resolve_device
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
@@ -95,8 +95,9 @@ def bench_tasks(config: Config) -> list[TaskSpec]:
         for task in tasks:
             task_metric(task)  # an unknown metric is named before anything runs
         return tasks
-    if config.data.name in ("megapixel_mnist", "mnist"):
-        return list(MegapixelMNIST.TASKS)
+    known = dataset_kind(config.data.name).tasks
+    if known:
+        return list(known)
     return [TaskSpec("label", config.model.num_classes or 2)]
 
 

@@ -7,17 +7,23 @@ import time
 from pathlib import Path
 
 from dbps.cli.args import non_negative_int, positive_int
+from dbps.config.schema import GenerateConfig
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    defaults = GenerateConfig()  # the generator's defaults, the same as data.generate's
     parser = sub.add_parser(name, help="generate a dataset (Megapixel MNIST)", description=__doc__)
     parser.add_argument("dataset", choices=["megapixel-mnist"])
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--n-train", type=positive_int, default=5000, help="training images (default 5000)")
-    parser.add_argument("--n-test", type=positive_int, default=1000, help="test images (default 1000)")
-    parser.add_argument("--size", type=positive_int, default=1500, help="canvas side in pixels (default 1500)")
-    parser.add_argument("--noise", type=non_negative_int, default=50, help="noise placements per image (default 50)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--n-train", type=positive_int, default=defaults.n_train,
+                        help=f"training images (default {defaults.n_train})")
+    parser.add_argument("--n-test", type=positive_int, default=defaults.n_test,
+                        help=f"test images (default {defaults.n_test})")
+    parser.add_argument("--size", type=positive_int, default=defaults.size,
+                        help=f"canvas side in pixels (default {defaults.size})")
+    parser.add_argument("--noise", type=non_negative_int, default=defaults.n_noise,
+                        help=f"noise placements per image (default {defaults.n_noise})")
+    parser.add_argument("--seed", type=non_negative_int, default=defaults.seed)
     parser.add_argument(
         "--digits", type=Path, help="full MNIST: an .npz (x_train, y_train, x_test, y_test) or IDX folder"
     )

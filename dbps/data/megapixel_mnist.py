@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from dbps.config.schema import GenerateConfig
 from dbps.data.digits import DigitPool, load_digit_pools
 from dbps.data.sparse import SparseImage
 from dbps.files import atomic_folder, read_json
@@ -34,14 +35,15 @@ TASKS = (
 FORMAT_VERSION = 1
 _ARRAYS = ("index", "values", "offsets", "digits", "positions")
 DATASET_ENTRIES = ("meta.json", "train", "test")
+GENERATE = GenerateConfig()  # the generator's defaults, written once: `data.generate`, `dbps make-data` and here
 
 
 @dataclass(frozen=True)
 class CanvasSpec:
     """Geometry of one image: canvas side, noise placements and the size of the noise bank."""
 
-    size: int = 1500
-    n_noise: int = 50
+    size: int = GENERATE.size
+    n_noise: int = GENERATE.n_noise
     n_patterns: int = 50
     n_positive: int = 3
     n_negative: int = 2
@@ -152,12 +154,12 @@ def make_data_command(root: str | Path, *, n_train: int, n_test: int, size: int,
 def make_megapixel_mnist(
     out: str | Path,
     *,
-    n_train: int = 5000,
-    n_test: int = 1000,
-    size: int = 1500,
-    n_noise: int = 50,
-    seed: int = 0,
-    digits: str | Path | None = None,
+    n_train: int = GENERATE.n_train,
+    n_test: int = GENERATE.n_test,
+    size: int = GENERATE.size,
+    n_noise: int = GENERATE.n_noise,
+    seed: int = GENERATE.seed,
+    digits: str | Path | None = GENERATE.digits,
     progress: bool = True,
 ) -> Path:
     """Generate Megapixel MNIST into `out` (train/ and test/ folders and meta.json). Deterministic per seed.

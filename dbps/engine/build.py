@@ -29,11 +29,10 @@ from dbps.data import (
     TrainAugment,
     build_loader,
     dataset_kind,
-    make_data_command,
-    make_megapixel_mnist,
 )
 from dbps.data.augment import Compose
 from dbps.data.batches import Erasing
+from dbps.data.kinds import DATASETS, PrepareRequest
 from dbps.data.stain_augment import HEDJitter, StainNormaliser
 from dbps.engine.checkpoint import load_checkpoint
 from dbps.engine.distributed import Distributed, process_device
@@ -177,30 +176,24 @@ def training_transforms(config: Config) -> Collate:
 
 
 def prepare_data(config: Config, *, progress: bool = True, generate: bool = True) -> tuple[DataSplits, list[str]]:
-    """The dataset's splits and notes about them; Megapixel MNIST is generated first when asked and missing."""
+    """The dataset's splits and notes about them; a kind that makes its data (`prepare`) makes it first when
+    `data.generate` asks and `generate` allows."""
     data = config.data
     if Path(data.root).exists() and not Path(data.root).is_dir():
         raise NotADirectoryError(f"data.root: {data.root} is a file, not a dataset folder")
-    notes = []
-    if data.generate is not None and data.name not in ("megapixel_mnist", "mnist"):
-        notes.append(f"data.generate: ignored, only Megapixel MNIST is generated (the data is {data.name!r})")
-    elif data.generate is not None and not any((Path(data.root) / name).is_file()
-                                               for name in ("meta.json", "parameters.json")):  # ours or the reference's
-        if not generate:
-            raise FileNotFoundError(f"{data.root}: no dataset there (training generates it; evaluation does not)")
-        if config.given.root_named:
-            command = make_data_command(data.root, **dataclasses.asdict(data.generate))
-            raise FileNotFoundError(
-                f"{config.given.name('data.root')} {data.root}: no dataset there; make it with `{command}`, or give "
-                "data.generate too to generate it there while training (a path named on the command line is never "
-                "filled on its own)"
-            )
-        log.info("generating Megapixel MNIST into %s", data.root)
-        try:
-            make_megapixel_mnist(data.root, **dataclasses.asdict(data.generate), progress=progress)
-        except (ValueError, FileExistsError) as exc:
-            raise ConfigError(f"data.generate: {exc}") from None
-    splits = dataset_kind(data.name)(data_request(config))
+    kind = dataset_kind(data.name)
+    if kind.prepare is not None:
+        settings = dataclasses.asdict(data.generate) if data.generate is not None else None
+        notes = list(kind.prepare(PrepareRequest(Path(data.root), settings, progress=progress, may_generate=generate,
+                                                 root_named=config.given.root_named,
+                                                 root_key=config.given.name("data.root"))))
+    else:
+        notes = []
+        if data.generate is not None:
+            makers = ", ".join(name for name in DATASETS.names() if dataset_kind(name).prepare is not None)
+            notes.append(f"data.generate: ignored, only the kinds {makers} generate their data (the data is "
+                         f"{data.name!r})")
+    splits = kind(data_request(config))
     notes += splits.notes
     if not len(splits.val):  # type: ignore[arg-type]
         notes.append("no validation split (data.val_fraction = 0): every training image trains, and best.pt is the "

@@ -7,6 +7,10 @@ once `dbps.data` is:
 - `mnist`: Megapixel MNIST (`megapixel_mnist`, and the reference name `mnist`);
 - `photos`: class folders (`folder` and the reference names), split lists (`list`), Swedish Traffic Signs (`traffic`);
 - `slides`: whole-slide images (`slides`) and pre-extracted feature bags (`features`, `camelyon`).
+
+A kind may also make its data before it is read (`prepare`, given a `PrepareRequest`: Megapixel MNIST generates
+itself where `data.generate` asks) and name the tasks its datasets carry (`tasks`, for benchmarks that read no
+data).
 """
 
 from __future__ import annotations
@@ -58,6 +62,31 @@ class DataRequest:
     feature_width: int | None = None
 
 
+@dataclass(frozen=True)
+class PrepareRequest:
+    """What a kind's `prepare` is asked before the data is read: plain values from the config.
+
+    Attributes:
+        root: the dataset folder (`data.root`).
+        generate: the `data.generate` settings, None when the config gives none.
+        progress: show progress while generating.
+        may_generate: False where nothing may be written (evaluation, every process but the first).
+        root_named: the folder was named on the command line without `data.generate`: a dataset missing there is
+            an error that says how to make it, never generated into a mistyped path.
+        root_key: `data.root` as the user wrote it, for messages (`dataset_path (data.root)`).
+    """
+
+    root: Path
+    generate: Mapping[str, Any] | None = None
+    progress: bool = True
+    may_generate: bool = True
+    root_named: bool = False
+    root_key: str = "data.root"
+
+
+Prepare = Callable[[PrepareRequest], list[str]]
+
+
 @dataclass
 class DataSplits:
     """Train / validation / test datasets and what a model needs to know about their instances.
@@ -90,11 +119,17 @@ class DatasetKind:
         defaults: `data` fields this name sets when the config leaves them null (channels, resize, mean, std,
             augment), e.g. ImageNet normalisation and the reference augmentation for photo datasets.
         summary: one line for listings and docs.
+        prepare: makes the data before it is read when asked and missing (PrepareRequest → notes, one line each;
+            errors are one line too), None for kinds that only read what is there.
+        tasks: the tasks the kind's datasets carry whatever their files (benchmarks use them without data), empty
+            when they depend on the files.
     """
 
     build: Callable[[DataRequest], DataSplits]
     defaults: Mapping[str, Any]
     summary: str
+    prepare: Prepare | None = None
+    tasks: tuple[TaskSpec, ...] = ()
 
     def __call__(self, request: DataRequest) -> DataSplits:
         return self.build(request)
@@ -105,17 +140,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def register_kind(names: str | tuple[str, ...], build: Callable[[DataRequest], DataSplits], summary: str,
-                  **defaults: Any) -> None:
-    """Register `build` under each name with the `data` defaults that name implies."""
+def register_kind(names: str | tuple[str, ...], build: Callable[[DataRequest], DataSplits], summary: str, *,
+                  prepare: Prepare | None = None, tasks: tuple[TaskSpec, ...] = (), **defaults: Any) -> None:
+    """Register `build` under each name with the `data` defaults that name implies (and its `prepare`, `tasks`)."""
+    kind = DatasetKind(build, defaults, summary, prepare, tuple(tasks))
     for name in (names,) if isinstance(names, str) else names:
-        DATASETS.register(name)(DatasetKind(build, defaults, summary))
+        DATASETS.register(name)(kind)
 
 
 Build = TypeVar("Build", bound=Callable[[DataRequest], DataSplits])
 
 
-def dataset_kind_builder(names: str | tuple[str, ...], *, summary: str, **defaults: Any) -> Callable[[Build], Build]:
+def dataset_kind_builder(names: str | tuple[str, ...], *, summary: str, prepare: Prepare | None = None,
+                         tasks: tuple[TaskSpec, ...] = (), **defaults: Any) -> Callable[[Build], Build]:
     """Decorator form of `register_kind`: registers the function it decorates and returns it unchanged.
 
     Example:
@@ -124,7 +161,7 @@ def dataset_kind_builder(names: str | tuple[str, ...], *, summary: str, **defaul
     """
 
     def decorator(build: Build) -> Build:
-        register_kind(names, build, summary, **defaults)
+        register_kind(names, build, summary, prepare=prepare, tasks=tasks, **defaults)
         return build
 
     return decorator
@@ -142,6 +179,8 @@ __all__ = [
     "DataRequest",
     "DataSplits",
     "DatasetKind",
+    "Prepare",
+    "PrepareRequest",
     "dataset_kind",
     "dataset_kind_builder",
     "register_kind",
