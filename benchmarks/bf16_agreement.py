@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dbps.engine.build import Run
 from dbps.engine.step import predict
-from dbps.patches import opened
+from dbps.patches import batch_source, opened
 from dbps.selection import Selection
 from dbps.tasks import Activation, TaskSpec
 
@@ -69,7 +69,7 @@ def main() -> None:
             for group in batch.groups(args.batch):
                 results = {}
                 for dtype in (None, torch.bfloat16):
-                    with opened(group.source(dtype or torch.float32)) as source:
+                    with opened(batch_source(group, dtype or torch.float32)) as source:
                         results[dtype] = predict(run.model, run.selector, source, amp_dtype=dtype)
                 for row in compare(results[None], results[torch.bfloat16], group.targets, run.model.tasks):
                     rows.append({"split": split, "image": len(rows)} | row)

@@ -21,7 +21,7 @@ from dbps.config import load_config
 from dbps.data import ImageBatch
 from dbps.engine.build import build_model, patch_spec
 from dbps.models import PatchClassifier
-from dbps.patches import PatchSource
+from dbps.patches import PatchSource, batch_source
 from dbps.selection import PatchSelector
 
 UPDATES = ("joint", "two_stage")
@@ -53,7 +53,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for size in (int(v) for v in args.sizes.split(",")):
         images = synthetic_images(args.batch, 1, size, torch.device("cpu"))
-        source = ImageBatch(images, {}, patch_spec(config)).source(torch.float32)
+        source = batch_source(ImageBatch(images, {}, patch_spec(config)), torch.float32)
         times: dict[str, list[float]] = {u: [] for u in UPDATES}
         for repeat in range(args.repeats + 1):  # the first pass of each is a warm-up
             for update in UPDATES:

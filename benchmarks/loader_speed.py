@@ -20,6 +20,7 @@ from PIL import Image
 
 from dbps.bench import cpu_name
 from dbps.data import Collate, ImageDataset, PatchSpec, SplitFiles, TrainAugment, build_loader
+from dbps.patches import batch_source
 
 PHOTOS = ("retina.jpg", "hubble_deep_field.jpg", "motorcycle_left.png", "coffee.png", "astronaut.png", "rocket.jpg")
 PHOTOS += ("chelsea.png", "ihc.png", "grass.png", "gravel.png", "brick.png")
@@ -64,7 +65,7 @@ def loader_rate(paths: list[Path], size: tuple[int, int], workers: int, batch: i
 
     def read_all() -> None:
         for images in loader:
-            source = images.source(torch.float32)
+            source = batch_source(images, torch.float32)
             source.fetch(torch.arange(source.num_patches).expand(source.batch_size, -1))
 
     read_all()  # warm-up: start the workers, fill the page cache

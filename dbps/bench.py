@@ -28,7 +28,7 @@ from dbps.engine.build import amp_dtype, build_model, data_request, patch_spec, 
 from dbps.engine.memory import current_memory_bytes, peak_memory_bytes, reset_peak_memory
 from dbps.engine.step import autocast, train_step
 from dbps.metrics import task_metric
-from dbps.patches import PatchSource, grid_shape, num_kept
+from dbps.patches import PatchSource, batch_source, grid_shape, num_kept
 from dbps.selection import Method, PatchSelector, Sampling
 from dbps.tasks import Activation, TaskSpec
 
@@ -202,7 +202,7 @@ def _measure(
     generator = torch.Generator(device).manual_seed(config.train.seed)
 
     def source() -> PatchSource:
-        return batch.source(amp or torch.float32)
+        return batch_source(batch, amp or torch.float32)
 
     with _Timer(device) as warmup_timer:
         for _ in range(warmup):

@@ -23,18 +23,6 @@ FLOORS = {"data": 0, "wsi": 0, "patches": 1, "selection": 2, "models": 3, "engin
 BASE_MODULES = {"choices", "config", "configs", "files", "registry", "tasks", "metrics", "safe_load"}
 PUBLIC_API = 5  # dbps/__init__.py gathers the public names of every floor: it stands at the top, with the cli
 
-# Imports that still go up a floor, (importer, imported), each with the reason it is not fixed yet. The test fails
-# when one of them is fixed, so the set only shrinks.
-KNOWN: set[tuple[str, str]] = {
-    # Batches become patch sources on the device (`Batch.source`): the image, feature and erased sources they
-    # build, and the `PatchSource` their protocol names, live in patches/, which imports nothing from data/.
-    # Either floor order holds for the rest of the code; these are the only imports between the two.
-    ("dbps.data.batches", "dbps.patches"),
-    ("dbps.data.batch_protocol", "dbps.patches"),
-    ("dbps.data.batch_protocol", "dbps.patches.erasing"),
-}
-
-
 def _modules() -> dict[str, Path]:
     found = {}
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -170,10 +158,8 @@ def test_no_import_circle_at_module_level() -> None:
 
 def test_no_import_goes_up_a_floor() -> None:
     upward = sorted({(a, b) for a, b, _ in EDGES if floor(b) > floor(a)})
-    offenders = [f"{a} (floor {floor(a)}) imports {b} (floor {floor(b)})" for a, b in upward if (a, b) not in KNOWN]
+    offenders = [f"{a} (floor {floor(a)}) imports {b} (floor {floor(b)})" for a, b in upward]
     assert not offenders, "imports from a lower floor to a higher one:\n" + "\n".join(offenders)
-    fixed = sorted(KNOWN - set(upward))
-    assert not fixed, f"no longer violations, take them out of KNOWN: {fixed}"
 
 
 def test_import_dbps_registers_no_global_optimizer_hooks() -> None:

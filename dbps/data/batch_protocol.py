@@ -1,29 +1,26 @@
 """What a batch is: the `Batch` protocol the engine relies on, how images become patches (`PatchSpec`), the
-training erasing, and the overlays a batch hands out to show where an instance's patches lie.
+training erasing, and the overlays that show where an instance's patches lie.
 
-The batch classes themselves (images, sparse and ragged images, feature bags, slides) are in `dbps.data.batches`.
+The batch classes themselves (images, sparse and ragged images, feature bags, slides) are in `dbps.data.batches`;
+the patch source of each, and its overlays, are one floor up, in `dbps.patches.batches` (`batch_source`,
+`batch_overlay`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from dbps.patches import PatchSource
-from dbps.patches.erasing import ErasedPatches
-
 if TYPE_CHECKING:
     from dbps.wsi.reader import SlideReader
 
 Targets = dict[str, Tensor]
 ImageTransform = Callable[[Tensor, torch.Generator | None], Tensor]
-SourceWrapper = Callable[[PatchSource], PatchSource]
 
 
 @dataclass(frozen=True)
@@ -33,9 +30,19 @@ class Erasing:
     fraction: float
     area: float
 
-    def wrapper(self, generator: torch.Generator | None) -> SourceWrapper:
-        """Wraps a source so that every fetch of one batch sees the same erased patches."""
-        return partial(ErasedPatches, fraction=self.fraction, area=self.area, generator=generator)
+    def armed(self, generator: torch.Generator | None) -> ArmedErasing:
+        """This erasing for one batch, drawn from `generator` when the batch's patch source is made."""
+        return ArmedErasing(self.fraction, self.area, generator)
+
+
+@dataclass(frozen=True)
+class ArmedErasing:
+    """The erasing of one training batch: `dbps.patches.batch_source` wraps the batch's source in `ErasedPatches`
+    with these settings, so that every fetch of the batch (both passes) sees the same erased patches."""
+
+    fraction: float
+    area: float
+    generator: torch.Generator | None = None
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,8 @@ Overlay = ImageOverlay | Level0Overlay
 
 @runtime_checkable
 class Batch(Protocol):
-    """A batch of instances (images, slides, feature bags) and their targets."""
+    """A batch of instances (images, slides, feature bags) and their targets; `dbps.patches.batch_source` turns
+    each of its groups into a patch source."""
 
     targets: Targets
 
@@ -98,14 +106,8 @@ class Batch(Protocol):
         """Consecutive sub-batches of at most `max_size` instances that share one patch count, in order."""
         ...
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        """The patch source of a group (`groups` yields only batches that have one)."""
-        ...
-
-    def overlay(self, index: int, source: PatchSource) -> Overlay | None:
-        """Where the patches of instance `index` of a group lie (`source`: the group's own, open), for pictures
-        and tables of its attention; None when it has no positions (feature bags without coordinates)."""
-        ...
+    # A group's patch source and overlays: `dbps.patches.batch_source(group, dtype)` and
+    # `dbps.patches.batch_overlay(group, index, source)`, registered there for each batch class.
 
 
 @dataclass(frozen=True)

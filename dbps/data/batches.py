@@ -1,12 +1,13 @@
-"""Batches: what a loader yields, and how each kind moves to the device and becomes patch sources.
+"""Batches: what a loader yields, and how each kind moves to the device and splits into groups.
 
 The engine never looks inside a batch. It moves it to the device (`to`), applies the training transforms
 (`augment`), splits it into groups that share a patch count (`groups`: micro-batches, and images of different
-sizes or bags of different lengths, which cannot share one tensor), asks each group for its `source` and, to
-show a prediction's attention, for where each instance's patches lie (`overlay`).
-Every kind of data — dense or sparse image batches, images of mixed sizes, feature bags, slides — is one class
-here, so the loop, evaluation, prediction and benchmarks are the same code for all of them. The protocol they
-follow, the patch spec and the overlays are in `dbps.data.batch_protocol` (and importable from here).
+sizes or bags of different lengths, which cannot share one tensor), asks `dbps.patches.batch_source` for each
+group's patch source and, to show a prediction's attention, `dbps.patches.batch_overlay` for where each
+instance's patches lie. Every kind of data — dense or sparse image batches, images of mixed sizes, feature bags,
+slides — is one class here, so the loop, evaluation, prediction and benchmarks are the same code for all of
+them. The protocol they follow, the patch spec, the erasing and the overlays are in `dbps.data.batch_protocol`
+(and importable from here); their patch sources are one floor up, in `dbps.patches.batches`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 
 from dbps.data.batch_protocol import (
+    ArmedErasing,
     Batch,
     Erasing,
     ImageOverlay,
@@ -27,13 +29,9 @@ from dbps.data.batch_protocol import (
     Level0Overlay,
     Overlay,
     PatchSpec,
-    SourceWrapper,
     Targets,
 )
 from dbps.data.sparse import SparseBatch, SparseImage
-from dbps.data.stain_augment import slide_stain
-from dbps.patches import FeaturePatches, ImagePatches, PatchSource, grid_coords, to_pair
-from dbps.wsi import SlidePatches
 
 
 def _slice_targets(targets: Targets, part: slice) -> Targets:
@@ -64,7 +62,7 @@ class ImageBatch:
         spec: patch grid and normalisation.
         transform: training transform of a uint8 batch (`augment` applies it), or None.
         erasing: training per-patch erasing (`augment` arms it), or None.
-        wrap_source: applied to the source (the armed erasing), or None.
+        armed: the erasing `augment` armed, applied to the batch's patch source, or None.
     """
 
     images: Tensor
@@ -72,7 +70,7 @@ class ImageBatch:
     spec: PatchSpec
     transform: ImageTransform | None = field(default=None, repr=False)
     erasing: Erasing | None = None
-    wrap_source: SourceWrapper | None = field(default=None, repr=False)
+    armed: ArmedErasing | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -92,8 +90,8 @@ class ImageBatch:
 
     def augment(self, generator: torch.Generator | None) -> ImageBatch:
         images = self.transform(self.images, generator) if self.transform is not None else self.images
-        wrap = self.erasing.wrapper(generator) if self.erasing is not None else None
-        return dataclasses.replace(self, images=images, transform=None, erasing=None, wrap_source=wrap)
+        armed = self.erasing.armed(generator) if self.erasing is not None else None
+        return dataclasses.replace(self, images=images, transform=None, erasing=None, armed=armed)
 
     def groups(self, max_size: int) -> Iterator[ImageBatch]:
         if max_size >= len(self):
@@ -103,17 +101,7 @@ class ImageBatch:
             part = slice(start, start + max_size)
             yield dataclasses.replace(self, images=self.images[part], targets=_slice_targets(self.targets, part))
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        s = self.spec
-        source = ImagePatches(self.images, s.size, s.stride, mean=s.mean, std=s.std, dtype=dtype)
-        return self.wrap_source(source) if self.wrap_source is not None else source
 
-    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
-        image = self.images[index].float().cpu().numpy()
-        pixels = image / 255.0 if not self.images.is_floating_point() else image
-        height, width = self.images.shape[-2:]
-        coords = grid_coords(height, width, self.spec.size, self.spec.stride).numpy()
-        return ImageOverlay(pixels, coords, to_pair(self.spec.size, "patch_size"))
 
 
 @dataclass
@@ -140,20 +128,17 @@ class SparseImageBatch:
     def tensors(self) -> Iterator[Tensor]:
         yield from (self.sparse.index, self.sparse.values, *self.targets.values())
 
-    def _dense(self) -> ImageBatch:
+    def dense(self) -> ImageBatch:
+        """This batch densified where it is (its patch source and overlays are the dense batch's)."""
         return self.to(self.sparse.index.device)
 
     def augment(self, generator: torch.Generator | None) -> ImageBatch:
-        return self._dense().augment(generator)
+        return self.dense().augment(generator)
 
     def groups(self, max_size: int) -> Iterator[ImageBatch]:
-        return self._dense().groups(max_size)
+        return self.dense().groups(max_size)
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        return self._dense().source(dtype)
 
-    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
-        return self._dense().overlay(index, source)
 
 
 @dataclass
@@ -169,7 +154,7 @@ class RaggedImageBatch:
     spec: PatchSpec
     transform: ImageTransform | None = field(default=None, repr=False)
     erasing: Erasing | None = None
-    wrap_source: SourceWrapper | None = field(default=None, repr=False)
+    armed: ArmedErasing | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -188,20 +173,15 @@ class RaggedImageBatch:
         images = self.images
         if self.transform is not None:  # one image at a time: contrast must not average over another's pixels
             images = [self.transform(image.unsqueeze(0), generator)[0] for image in self.images]
-        wrap = self.erasing.wrapper(generator) if self.erasing is not None else None
-        return dataclasses.replace(self, images=images, transform=None, erasing=None, wrap_source=wrap)
+        armed = self.erasing.armed(generator) if self.erasing is not None else None
+        return dataclasses.replace(self, images=images, transform=None, erasing=None, armed=armed)
 
     def groups(self, max_size: int) -> Iterator[ImageBatch]:
         for part in _runs([tuple(image.shape) for image in self.images], max_size):
             stacked = torch.stack(self.images[part])
-            yield ImageBatch(stacked, _slice_targets(self.targets, part), self.spec, wrap_source=self.wrap_source)
+            yield ImageBatch(stacked, _slice_targets(self.targets, part), self.spec, armed=self.armed)
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        (group,) = self.groups(len(self))  # a single group, or the caller should have split the batch
-        return group.source(dtype)
 
-    def overlay(self, index: int, source: PatchSource) -> ImageOverlay:
-        return ImageBatch(self.images[index].unsqueeze(0), {}, self.spec).overlay(0, source)
 
 
 @dataclass
@@ -241,15 +221,7 @@ class FeatureBatch:
         for part in _runs([bag.features.shape[0] for bag in self.bags], max_size):
             yield FeatureBatch(self.bags[part], _slice_targets(self.targets, part))
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        lengths = {bag.features.shape[0] for bag in self.bags}
-        if len(lengths) != 1:
-            raise ValueError(f"feature bags of lengths {sorted(lengths)} need `groups` before `source`")
-        return FeaturePatches(torch.stack([bag.features for bag in self.bags]).to(dtype))
 
-    def overlay(self, index: int, source: PatchSource) -> Level0Overlay | None:
-        coords = self.bags[index].coords
-        return Level0Overlay(coords.numpy()) if coords is not None else None  # feature bags: coordinates as they are
 
 
 @dataclass(frozen=True)
@@ -339,27 +311,11 @@ class SlideBatch:
             yield dataclasses.replace(self, refs=self.refs[part], jitter_seeds=seeds,
                                       targets={k: v[part] for k, v in self.targets.items()})
 
-    def source(self, dtype: torch.dtype = torch.float32) -> PatchSource:
-        if len(self.refs) != 1:
-            raise ValueError("a batch of slides needs `groups` before `source`: each slide is its own source")
-        ref = self.refs[0]
-        source = SlidePatches.from_coords_file(
-            ref.slide, ref.coords, mean=self.spec.mean, std=self.spec.std, dtype=dtype, device=self.device,
-            num_workers=self.read_threads,
-        )
-        jitter = self.spec.stain_jitter if self.jitter_seeds is not None else None
-        if self.spec.stain_norm is not None or jitter is not None:
-            seed = self.jitter_seeds[0] if self.jitter_seeds else 0
-            source.transform = slide_stain(source, self.spec.stain_norm, jitter, seed)  # type: ignore[arg-type]
-        return source
 
-    def overlay(self, index: int, source: PatchSource) -> Level0Overlay:
-        if not isinstance(source, SlidePatches):
-            raise TypeError(f"a slide's overlay needs its own SlidePatches, got {type(source).__name__}")
-        return Level0Overlay(source.coords().numpy(), source.patch_size_level0, source.reader)
 
 
 __all__ = [
+    "ArmedErasing",
     "Batch",
     "Collate",
     "Erasing",
@@ -374,7 +330,6 @@ __all__ = [
     "RaggedImageBatch",
     "SlideBatch",
     "SlideRef",
-    "SourceWrapper",
     "SparseImageBatch",
     "Targets",
     "move_targets",

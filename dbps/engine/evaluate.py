@@ -17,7 +17,7 @@ from dbps.engine.build import Run
 from dbps.engine.step import predict
 from dbps.files import atomic_write
 from dbps.metrics import confusion, per_class_recall, predicted_labels, probabilities, task_metrics
-from dbps.patches import opened
+from dbps.patches import batch_source, opened
 from dbps.tasks import TaskSpec, multitask_loss
 
 
@@ -72,7 +72,7 @@ def evaluate(run: Run, loader: DataLoader, *, desc: str = "eval") -> Evaluation:
     targets: dict[str, list[torch.Tensor]] = {task.name: [] for task in tasks}
     for batch in tqdm(run.batches(loader), desc=desc, leave=False, disable=not run.config.log.progress):
         for group in batch.groups(run.micro_batch_size):
-            with opened(group.source(run.patch_dtype)) as source:
+            with opened(batch_source(group, run.patch_dtype)) as source:
                 outputs, _ = predict(run.model, run.selector, source, amp_dtype=run.amp_dtype)
             for name in logits:
                 logits[name].append(outputs[name].float().cpu())

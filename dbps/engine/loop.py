@@ -34,7 +34,7 @@ from dbps.engine.state import TrainState, random_states, restore_random_states
 from dbps.engine.step import forward_backward
 from dbps.files import write_json
 from dbps.models.weights import load_model_state, plain_state_dict
-from dbps.patches import grid_shape, opened
+from dbps.patches import batch_source, grid_shape, opened
 
 log = logging.getLogger(__name__)
 MB = 1024**2
@@ -153,7 +153,7 @@ class Trainer:
             last = i == len(parts) - 1
             no_sync = getattr(self.model, "no_sync", None)
             sync = nullcontext() if last or no_sync is None else no_sync()  # one all-reduce per step
-            with sync, opened(part.source(run.patch_dtype)) as source:
+            with sync, opened(batch_source(part, run.patch_dtype)) as source:
                 out = forward_backward(
                     self.model, run.selector, source, part.targets,
                     loss_scale=len(part) / len(batch), generator=self.generator, amp_dtype=run.amp_dtype,

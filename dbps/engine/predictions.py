@@ -17,7 +17,7 @@ from dbps.data import Batch, ImageOverlay, Level0Overlay, instance_names
 from dbps.engine.build import Run
 from dbps.engine.step import autocast, predict
 from dbps.files import atomic_write
-from dbps.patches import PatchSource, opened
+from dbps.patches import PatchSource, batch_overlay, batch_source, opened
 from dbps.selection import PatchSelector, Selection
 from dbps.tasks import Activation
 from dbps.viz import save_heatmap
@@ -39,7 +39,7 @@ def predict_rows(run: Run, dataset: Dataset, out: Path, *, prefix: str) -> list[
     out.mkdir(parents=True, exist_ok=True)
     for batch in run.batches(run.loader_for(dataset)):
         for group in batch.groups(run.micro_batch_size):
-            with opened(group.source(run.patch_dtype)) as source:
+            with opened(batch_source(group, run.patch_dtype)) as source:
                 outputs, selection = predict(run.model, run.selector, source, amp_dtype=run.amp_dtype)
                 run.model.eval()
                 with autocast(run.device, run.amp_dtype):
@@ -74,7 +74,7 @@ def _draw(group: Batch, source: PatchSource, selection: Selection, scores: np.nd
           title: str, name: str) -> dict[str, Any]:
     """Write the instance's attention map(s); returns the file columns of its row."""
     salient, context = selection.salient_idx[b].cpu().numpy(), selection.context_idx[b].cpu().numpy()
-    overlay = group.overlay(b, source)
+    overlay = batch_overlay(group, b, source)
     if isinstance(overlay, ImageOverlay):
         save_heatmap(overlay.pixels, scores[b], overlay.coords, overlay.patch_size, salient, context, title,
                      out / f"{stem}.png")

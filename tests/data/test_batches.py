@@ -16,9 +16,11 @@ from dbps.data import (
     RaggedImageBatch,
     SparseImage,
 )
-from dbps.data.batches import SparseImageBatch
+from dbps.data.batches import Erasing, SparseImageBatch
 from dbps.engine.step import forward_backward, predict
 from dbps.models import PatchClassifier, create_aggregator, create_encoder
+from dbps.patches import ImagePatches, batch_overlay, batch_source
+from dbps.patches.erasing import ErasedPatches
 from dbps.selection import PatchSelector
 from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
@@ -41,7 +43,8 @@ def test_collate_picks_the_batch_kind_from_the_items() -> None:
     assert isinstance(same, ImageBatch) and same.images.shape == (2, 1, 16, 24)
     assert isinstance(mixed, RaggedImageBatch) and isinstance(sparse, SparseImageBatch)
     assert isinstance(bags, FeatureBatch)
-    assert sparse.source().fetch(torch.tensor([[0]]))[0, 0, 0, 0, :6].mul(255).round().tolist() == [9, 0, 0, 0, 0, 7]
+    first = batch_source(sparse).fetch(torch.tensor([[0]]))[0, 0, 0, 0, :6]
+    assert first.mul(255).round().tolist() == [9, 0, 0, 0, 0, 7]
     with pytest.raises(TypeError, match="cannot batch"):
         collate([("not an image", {"label": torch.tensor(0)})])
 
@@ -54,7 +57,7 @@ def test_groups_are_consecutive_runs_of_one_shape_in_order() -> None:
         (2, 16, 16), (1, 24, 16), (2, 16, 16), (1, 16, 16),
     ]
     assert torch.cat([g.targets["label"] for g in groups]).tolist() == list(range(6))
-    assert [g.source().num_patches for g in groups] == [4, 6, 4, 4]
+    assert [batch_source(g).num_patches for g in groups] == [4, 6, 4, 4]
 
 
 def test_mixed_sizes_predict_exactly_as_each_image_alone() -> None:
@@ -62,8 +65,8 @@ def test_mixed_sizes_predict_exactly_as_each_image_alone() -> None:
     selector = PatchSelector("dbps", num_salient=2, chunk_size=3, num_context=2)
     items = [item(16, 24, 0, 0), item(32, 16, 1, 1), item(16, 24, 1, 2), item(8, 40, 0, 3)]
     batch = Collate(SPEC)(items)
-    together = torch.cat([predict(model, selector, g.source())[0]["label"] for g in batch.groups(4)])
-    alone = torch.cat([predict(model, selector, Collate(SPEC)([it]).source())[0]["label"] for it in items])
+    together = torch.cat([predict(model, selector, batch_source(g))[0]["label"] for g in batch.groups(4)])
+    alone = torch.cat([predict(model, selector, batch_source(Collate(SPEC)([it])))[0]["label"] for it in items])
     torch.testing.assert_close(together, alone)
 
 
@@ -76,12 +79,12 @@ def test_accumulated_gradient_of_a_mixed_batch_is_the_mean_over_its_images() -> 
     items = [item(16, 24, 0, 0), item(16, 24, 1, 5), item(32, 16, 1, 1), item(8, 40, 0, 3)]
     batch = Collate(SPEC)(items)
     for group in batch.groups(4):
-        forward_backward(model, selector, group.source(), group.targets, loss_scale=len(group) / len(batch))
+        forward_backward(model, selector, batch_source(group), group.targets, loss_scale=len(group) / len(batch))
     together = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
     for it in items:
         single = Collate(SPEC)([it])
-        forward_backward(model, selector, single.source(), single.targets, loss_scale=1 / len(items))
+        forward_backward(model, selector, batch_source(single), single.targets, loss_scale=1 / len(items))
     for name, p in model.named_parameters():
         if p.grad is not None:
             torch.testing.assert_close(together[name], p.grad, rtol=1e-4, atol=1e-6)
@@ -95,9 +98,9 @@ def test_feature_bags_of_different_lengths_split_and_predict_as_alone() -> None:
     batch = Collate(SPEC)(bags)
     assert [len(g) for g in batch.groups(8)] == [2, 1, 1]
     with pytest.raises(ValueError, match="groups"):
-        batch.source()
-    together = torch.cat([predict(model, selector, g.source())[0]["label"] for g in batch.groups(8)])
-    alone = torch.cat([predict(model, selector, Collate(SPEC)([bag]).source())[0]["label"] for bag in bags])
+        batch_source(batch)
+    together = torch.cat([predict(model, selector, batch_source(g))[0]["label"] for g in batch.groups(8)])
+    alone = torch.cat([predict(model, selector, batch_source(Collate(SPEC)([bag])))[0]["label"] for bag in bags])
     torch.testing.assert_close(together, alone)
 
 
@@ -111,16 +114,41 @@ def test_batches_move_to_a_device_with_their_targets() -> None:
 def test_each_batch_kind_says_where_its_patches_lie() -> None:
     collate = Collate(PatchSpec((8, 8), (4, 4)))
     images = collate([item(16, 24, 0, 0), item(16, 24, 1, 1)])
-    source = images.source()
-    overlay = images.overlay(1, source)
+    source = batch_source(images)
+    overlay = batch_overlay(images, 1, source)
     assert isinstance(overlay, ImageOverlay) and overlay.patch_size == (8, 8)
     assert (overlay.coords == source.coords().numpy()).all()
     assert overlay.pixels.shape == (1, 16, 24) and overlay.pixels.min() >= 0 and overlay.pixels.max() <= 1
     torch.testing.assert_close(torch.from_numpy(overlay.pixels), images.images[1].float() / 255)
     mixed = collate([item(16, 24, 0, 0), item(32, 16, 1, 1)])
-    assert mixed.overlay(1, source).coords.shape == (21, 2)  # its own grid: 7 × 3 patches of 32 × 16, stride 4
+    assert batch_overlay(mixed, 1, source).coords.shape == (21, 2)  # its own grid: 7 × 3 patches of 32 × 16, stride 4
     coords = torch.tensor([[0, 0], [256, 0], [0, 256]])
     bags = FeatureBatch([FeatureBag(torch.randn(3, 4), coords), FeatureBag(torch.randn(3, 4))], {})
-    placed = bags.overlay(0, bags.source())
+    placed = batch_overlay(bags, 0, batch_source(bags))
     assert isinstance(placed, Level0Overlay) and placed.patch_size is None and placed.slide is None
-    assert (placed.coords_xy == coords.numpy()).all() and bags.overlay(1, bags.source()) is None
+    assert (placed.coords_xy == coords.numpy()).all() and batch_overlay(bags, 1, batch_source(bags)) is None
+
+
+def test_a_batch_class_with_no_registered_source_is_named() -> None:
+    class Unknown:
+        pass
+
+    with pytest.raises(TypeError, match=r"no batch_source for a Unknown: register one with .*batch_source.register"):
+        batch_source(Unknown())
+    with pytest.raises(TypeError, match="no batch_overlay for a Unknown"):
+        batch_overlay(Unknown(), 0, None)
+
+
+def test_erasing_armed_by_augment_is_drawn_when_the_source_is_made() -> None:
+    collate = Collate(SPEC, erasing=Erasing(fraction=0.5, area=0.5))
+    batch = collate([item(16, 24, 0, 0), item(16, 24, 1, 1)])
+    assert isinstance(batch_source(batch), ImagePatches)  # not armed: evaluation batches are never erased
+    armed = batch.augment(torch.Generator().manual_seed(3))
+    source = batch_source(armed)
+    expected = ErasedPatches(ImagePatches(armed.images, (8, 8)), fraction=0.5, area=0.5,
+                             generator=torch.Generator().manual_seed(3))
+    every = torch.arange(6).expand(2, 6)
+    assert isinstance(source, ErasedPatches) and torch.equal(source.fetch(every), expected.fetch(every))
+    assert torch.equal(source.fetch(every), source.fetch(every))  # both passes see the same erased patches
+    mixed = collate([item(16, 24, 0, 0), item(32, 16, 1, 1)]).augment(torch.Generator().manual_seed(3))
+    assert all(isinstance(batch_source(group), ErasedPatches) for group in mixed.groups(2))
