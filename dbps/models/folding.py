@@ -75,10 +75,14 @@ class FoldedBackbone:
         self._run = torch.compile(self.graph)
 
     def __call__(self, x: Tensor) -> Tensor:
-        self._refresh(x.device.type)
+        if torch.compiler.is_compiling():
+            # Traced into by an outer torch.compile: the refresh runs eagerly, outside its graph. Disabled here, not
+            # by a decorator: `torch.compiler.disable` imports torch._dynamo, seconds of every process start.
+            torch.compiler.disable(FoldedBackbone._refresh)(self, x.device.type)
+        else:
+            self._refresh(x.device.type)
         return self._run(x)
 
-    @torch.compiler.disable
     @torch.no_grad()
     def _refresh(self, device_type: str) -> None:
         dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
