@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import errno
 import json
+import logging
 import os
 import random
 import signal
@@ -38,14 +39,17 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> Path:
+    """The run trained in one go, in this process: a run in a fresh process gives the same (see the full disk's
+    test, whose first part trains here and whose resumes run in fresh processes)."""
     run = tmp_path_factory.mktemp("ref") / "run"
-    done = dbps("train", *ARGS, f"data.root={data}", "--out", str(run))
-    assert done.returncode == 0, done.stderr
+    assert main(["train", *ARGS, f"data.root={data}", "--out", str(run)]) == 0
     return run
 
 
-def dbps(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dbps", *args], capture_output=True, text=True, check=False)
+def resume(run: Path, caplog) -> int:
+    """`dbps train --resume run` in this process (the killed or stopped run was another), its log in caplog."""
+    with caplog.at_level(logging.INFO):
+        return main(["train", "--resume", str(run)])
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -76,7 +80,8 @@ def assert_same_result(run: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(data, uninterrupted, tmp_path) -> None:
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(data, uninterrupted, tmp_path, caplog,
+                                                                   capsys) -> None:
     run = tmp_path / "run"
     process = start("train", *ARGS, f"data.root={data}", "--out", str(run))
     wait_for_checkpoint(run, process)
@@ -85,17 +90,18 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_result(data, uninterr
     process.communicate()
     assert not (run / "summary.json").exists(), "the run finished before it was killed: make it longer"
     state = torch.load(run / "last.pt", weights_only=True)["state"]
-    resumed = dbps("train", "--resume", str(run))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming run folder" in resumed.stderr
+    assert resume(run, caplog) == 0
+    assert "resuming run folder" in caplog.text
     assert_same_result(run, uninterrupted)
     assert state["step"] >= 2
-    again = dbps("train", "--resume", str(run))
-    assert again.returncode == 2 and "finished run; nothing to resume" in again.stderr
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "finished run; nothing to resume" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_sigterm_finishes_the_step_writes_last_pt_and_says_how_to_resume(data, uninterrupted, tmp_path) -> None:
+def test_sigterm_finishes_the_step_writes_last_pt_and_says_how_to_resume(data, uninterrupted, tmp_path,
+                                                                         caplog) -> None:
     run = tmp_path / "run"
     process = start("train", *ARGS, f"data.root={data}", "--out", str(run), "train.checkpoint_every=0")
     while not (run / "config.yaml").exists():
@@ -107,8 +113,7 @@ def test_sigterm_finishes_the_step_writes_last_pt_and_says_how_to_resume(data, u
     assert process.returncode == 128 + signal.SIGTERM, err
     assert f"dbps train --resume {run}" in err and "Traceback" not in err
     assert torch.load(run / "last.pt", weights_only=True)["state"]["step"] >= 1
-    resumed = dbps("train", "--resume", str(run))
-    assert resumed.returncode == 0, resumed.stderr
+    assert resume(run, caplog) == 0
     assert_same_result(run, uninterrupted)
 
 
@@ -275,7 +280,8 @@ def test_two_new_runs_into_one_folder_at_once_give_one_run(data, uninterrupted, 
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_up_during_training_then_a_resume_once_space_is_free(data, uninterrupted, small_disk):
+def test_a_disk_that_fills_up_during_training_then_a_resume_once_space_is_free(data, uninterrupted, small_disk,
+                                                                               caplog):
     run = small_disk / "run"
     process = start("train", *ARGS, f"data.root={data}", "--out", str(run))
     wait_for_checkpoint(run, process)
@@ -287,6 +293,5 @@ def test_a_disk_that_fills_up_during_training_then_a_resume_once_space_is_free(d
     assert f"`dbps train --resume {run}`" in line
     assert_checkpoints_intact(run)
     filler.unlink()
-    resumed = dbps("train", "--resume", str(run))
-    assert resumed.returncode == 0, resumed.stderr
+    assert resume(run, caplog) == 0
     assert_same_result(run, uninterrupted)

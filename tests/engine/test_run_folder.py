@@ -16,14 +16,22 @@ from dbps.cli import main
 from dbps.engine.run_folder import LOCK_FILE, RunFolderInUse, check_not_in_use, locked
 from tests.test_bad_input import TINY, assert_one_line_errors, snapshot
 
+RUN_FOLDER = Path(__file__).resolve().parents[2] / "dbps" / "engine" / "run_folder.py"
+
 
 def hold(folder: Path) -> subprocess.Popen:
-    """Another process that holds `folder`'s lock until it is killed (it says `held` once it has it)."""
+    """Another process that holds `folder`'s lock until it is killed (it says `held` once it has it).
+
+    It runs dbps's own run_folder.py, loaded from its file: the module needs only the standard library, and
+    importing the dbps package (torch with it) would cost the holder seconds.
+    """
     code = textwrap.dedent(f"""
-        import time
+        import importlib.util, time
         from pathlib import Path
-        from dbps.engine.run_folder import locked
-        with locked(Path({str(folder)!r}), "dbps train"):
+        spec = importlib.util.spec_from_file_location("run_folder", {str(RUN_FOLDER)!r})
+        run_folder = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run_folder)
+        with run_folder.locked(Path({str(folder)!r}), "dbps train"):
             print("held", flush=True)
             time.sleep(600)
     """)
