@@ -57,3 +57,25 @@ def test_test_files_lie_where_the_package_layout_puts_them() -> None:
                          if d.is_relative_to(tests) and not (d / "__init__.py").is_file()}
     assert not misplaced, f"test files outside a folder of dbps/, e2e/ or gpu/ (see tests/README.md): {misplaced}"
     assert not not_packages, f"test folders without an __init__.py: {sorted(not_packages)}"
+
+
+def _mirrored_test(module: Path) -> Path:
+    """Where tests/README.md puts a module's tests: dbps/<package>/<module>.py → tests/<package>/test_<module>.py,
+    the aggregators in tests/models/, the top-level modules at tests/."""
+    parts = module.relative_to(ROOT / "dbps").parts
+    if len(parts) == 1:
+        return ROOT / "tests" / f"test_{module.stem}.py"
+    if parts[:2] == ("models", "aggregators"):
+        return ROOT / "tests" / "models" / f"test_{module.stem}.py"
+    return ROOT / "tests" / Path(*parts[:-1]) / f"test_{module.stem}.py"
+
+
+def test_every_module_has_a_mirrored_test_file_or_a_line_in_the_tests_readme() -> None:
+    readme = (ROOT / "tests" / "README.md").read_text()
+    named = set(re.findall(r"`(dbps/[\w/]+\.py)`", readme))
+    for folder, files in re.findall(r"`(dbps/[\w/]+/)` \(([^)]*)\)", readme):  # `dbps/pkg/` (`a.py`, `b.py`)
+        named |= {folder + name for name in re.findall(r"`(\w+\.py)`", files)}
+    paths = [path.relative_to(ROOT).as_posix() for path in MODULES
+             if path.name != "__init__.py"]  # __init__.py files only gather their package's names
+    unaccounted = [path for path in paths if path not in named and not _mirrored_test(ROOT / path).is_file()]
+    assert not unaccounted, f"modules with no test at their mirrored path nor a line in tests/README.md: {unaccounted}"
