@@ -261,7 +261,7 @@ def run_benchmark(
         for method in methods:
             kwargs = {"batch": batch, "steps": steps, "warmup": warmup, "device": device, "peak_tflops": peak}
             if isolate and device.type == "cpu":
-                with multiprocessing.get_context("spawn").Pool(1) as pool:
+                with _fresh_processes().Pool(1) as pool:
                     result = pool.apply(bench_one, (config, method, size), kwargs)
             else:
                 result = bench_one(config, method, size, **kwargs)
@@ -269,6 +269,20 @@ def run_benchmark(
                 print(_describe(result), flush=True)
             results.append(result)
     return results
+
+
+def _fresh_processes() -> multiprocessing.context.BaseContext:
+    """Processes forked from a server that has imported this module and computed nothing.
+
+    Each measurement starts with a fresh allocator, as a spawned process would, without paying seconds to import
+    torch again (nor torch._dynamo, which building an optimizer imports); forking before any computation is safe
+    because no OpenMP thread pool exists yet.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "torch._dynamo"])
+    return context
 
 
 def _describe(r: BenchResult) -> str:
