@@ -21,15 +21,18 @@ _SALIENT = (230, 20, 20, 255)
 _CONTEXT = (240, 200, 0, 255)
 
 
-def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np.ndarray, patch_size_level0: int,
-                  scores: np.ndarray, salient: np.ndarray, context: np.ndarray) -> Image.Image:
+def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np.ndarray,
+                  patch_size_level0: int | tuple[int, int], scores: np.ndarray, salient: np.ndarray,
+                  context: np.ndarray) -> Image.Image:
     """The thumbnail with each scored patch tinted by its score (inferno) and salient / context patches outlined.
+
+    Where patches overlap, the higher score is the one shown.
 
     Args:
         thumbnail: RGB uint8 (h, w, 3) of the whole slide.
         dimensions: level-0 (width, height).
         coords: (N, 2) level-0 top-left (x, y).
-        patch_size_level0: patch side in level-0 pixels.
+        patch_size_level0: patch side in level-0 pixels, or its (width, height).
         scores: (N,) attention per patch, NaN where unscored.
         salient: indices of the salient patches (outlined red).
         context: indices of the context patches (outlined yellow).
@@ -38,15 +41,15 @@ def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np
 
     height, width = thumbnail.shape[:2]
     sx, sy = width / dimensions[0], height / dimensions[1]
+    pw, ph = (patch_size_level0, patch_size_level0) if isinstance(patch_size_level0, int) else patch_size_level0
     valid = np.isfinite(scores)
     top = float(np.nanmax(scores)) if valid.any() else 1.0
     colours = (colormaps["inferno"](np.where(valid, scores / max(top, 1e-12), 0.0)) * 255).astype(np.uint8)
     layer = Image.new("RGBA", (width, height))
     draw = ImageDraw.Draw(layer)
-    boxes = [(x * sx, y * sy, (x + patch_size_level0) * sx - 1, (y + patch_size_level0) * sy - 1) for x, y in coords]
-    for box, colour, ok in zip(boxes, colours, valid, strict=True):
-        if ok:
-            draw.rectangle(box, fill=(*colour[:3].tolist(), 150))
+    boxes = [(x * sx, y * sy, (x + pw) * sx - 1, (y + ph) * sy - 1) for x, y in coords]
+    for i in np.flatnonzero(valid)[np.argsort(scores[valid], kind="stable")].tolist():  # the highest drawn last
+        draw.rectangle(boxes[i], fill=(*colours[i, :3].tolist(), 150))
     for indices, colour in ((context, _CONTEXT), (salient, _SALIENT)):
         for i in np.asarray(indices).tolist():
             draw.rectangle(boxes[i], outline=colour, width=max(1, round(min(width, height) / 400)))
