@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -38,9 +39,12 @@ def locked(run_dir: Path, command: str, *, elsewhere: str = "") -> Iterator[None
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         _lock(fd, fcntl.LOCK_EX, run_dir, elsewhere)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} ({command})\n".encode(), 0)
-        yield
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} ({command})\n".encode(), 0)
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # an empty file while locked: its next holder has not written its name yet
     finally:
         os.close(fd)  # releases the lock
 
@@ -62,11 +66,35 @@ def _lock(fd: int, kind: int, run_dir: Path, elsewhere: str) -> None:
     try:
         fcntl.flock(fd, kind | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "another process"
+        holder = _holder(fd)
         raise RunFolderInUse(
             errno.EBUSY, f"in use by {holder}; a run folder takes one command at a time: wait for it to end or "
             f"stop it{', or ' + elsewhere if elsewhere else ''}", str(run_dir),
         ) from None
+
+
+def _holder(fd: int, wait_s: float = 2.0) -> str:
+    """Who holds the lock, as the holder wrote it. A holder writes its name just after taking the lock, so for a
+    moment the file is empty, or names a killed holder before it: wait a little for a living holder's name."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = os.pread(fd, 512, 0).decode(errors="replace").strip()
+        if _names_a_living_process(text) or time.monotonic() > deadline:
+            return text or "another process"
+        time.sleep(0.01)
+
+
+def _names_a_living_process(text: str) -> bool:
+    words = text.split()
+    if len(words) < 2 or words[0] != "process" or not words[1].isdigit():
+        return False
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it lives, under another user
+    return True
 
 
 def is_run_folder(folder: Path) -> bool:

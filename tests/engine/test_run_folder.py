@@ -3,11 +3,13 @@ left stale by a killed process; commands that only read a run folder run beside 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,26 @@ def test_a_held_folder_is_refused_naming_the_holder_and_a_killed_holder_leaves_n
     check_not_in_use(folder)
     with locked(folder, "dbps train --resume"):
         assert (folder / LOCK_FILE).read_text() == f"process {os.getpid()} (dbps train --resume)\n"
+
+
+def test_a_holder_that_has_not_written_its_name_yet_is_waited_for_not_misnamed(tmp_path) -> None:
+    folder = tmp_path / "run"
+    with locked(folder, "dbps train"):
+        pass
+    assert (folder / LOCK_FILE).read_text() == ""  # a holder that ends leaves no name behind
+    (folder / LOCK_FILE).write_text("process 999999999 (dbps train)\n")  # as a killed holder leaves it
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the new holder has the lock, not yet its name in the file
+        name = b"process 1 (dbps train --resume)"  # pid 1 always lives
+        writer = threading.Timer(0.3, lambda: (os.ftruncate(fd, 0), os.pwrite(fd, name, 0)))
+        writer.start()
+        with pytest.raises(RunFolderInUse) as refused, locked(folder, "dbps train --resume"):
+            pytest.fail("two holders of one run folder")
+        writer.join()
+    finally:
+        os.close(fd)
+    assert "in use by process 1 (dbps train --resume)" in refused.value.strerror
 
 
 def test_the_lock_is_released_when_the_block_ends_however_it_ends(tmp_path) -> None:
