@@ -33,7 +33,7 @@ def test_help_lists_every_subcommand(capsys) -> None:
 
 
 @pytest.mark.slow
-def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
+def test_make_data_train_eval_through_the_command_line(tmp_path, capsys) -> None:
     data, run = tmp_path / "data", tmp_path / "run"
     made = dbps("make-data", "megapixel-mnist", "--out", str(data), "--n-train", "16", "--n-test", "8", "--size", "200",
                 "--noise", "3")
@@ -74,8 +74,9 @@ def test_make_data_train_eval_through_the_command_line(tmp_path) -> None:
     rows = list(csv.DictReader((run / "predictions-test" / "predictions.csv").open()))
     assert len(rows) == 3 and {"majority_predicted", "majority_target", "multi_predicted"} <= set(rows[0])
 
-    again = dbps("train", "--config", "quickstart", "--out", str(run), f"data.root={data}", *TINY)
-    assert again.returncode == 2 and "finished run" in again.stderr
+    capsys.readouterr()
+    assert main(["train", "--config", "quickstart", "--out", str(run), f"data.root={data}", *TINY]) == 2  # in process
+    assert "finished run" in capsys.readouterr().err
     assert json.loads((run / "summary.json").read_text()) == summary
 
 
