@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dbps.files import atomic_write
-from dbps.wsi.heatmap import score_overlay
+from dbps.wsi.heatmap import score_overlay, score_top
 
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
 
 PANEL_SIDES = (384, 1024)  # a panel's longer side is scaled into this range: small images up, large ones down
-_MARGIN, _HEADER, _CAPTION, _BAR = 12, 34, 22, 14
+_MARGIN, _HEADER, _CAPTION, _BAR, _BAR_LABELS = 12, 34, 22, 14, 60
 _INK, _PAPER = (20, 20, 20), (255, 255, 255)
 
 
@@ -55,14 +55,14 @@ def save_heatmap(
     tinted = score_overlay(picture, (width, height), coords_xy, size_wh, np.asarray(scores, dtype=float), [], [])
     pw, ph = outlined.size
     top = _HEADER + _CAPTION
-    canvas = Image.new("RGB", (3 * _MARGIN + 2 * pw + 2 * _BAR + 60, top + ph + _MARGIN), _PAPER)
+    canvas = Image.new("RGB", (3 * _MARGIN + 2 * pw + 2 * _BAR + _BAR_LABELS, top + ph + _MARGIN), _PAPER)
     canvas.paste(outlined, (_MARGIN, top))
     canvas.paste(tinted, (2 * _MARGIN + pw, top))
     draw = ImageDraw.Draw(canvas)
     draw.text((_MARGIN, 8), title, fill=_INK, font=_font(16))
     draw.text((_MARGIN, _HEADER), "salient (red) and context (yellow) patches", fill=_INK, font=_font(13))
     draw.text((2 * _MARGIN + pw, _HEADER), "attention over all patches", fill=_INK, font=_font(13))
-    _colour_bar(canvas, (3 * _MARGIN + 2 * pw, top), ph, float(np.nanmax(scores)) if np.isfinite(scores).any() else 1.0)
+    _colour_bar(canvas, (3 * _MARGIN + 2 * pw, top), ph, score_top(np.asarray(scores, dtype=float)))
     atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG", compress_level=3))
 
 
@@ -71,7 +71,7 @@ def panel_pixels(image: np.ndarray) -> np.ndarray:
     by area averaging down)."""
     from PIL import Image
 
-    pixels = np.clip(image[:1] if image.shape[0] == 1 else image[:3], 0.0, 1.0)
+    pixels = np.clip(image[:3], 0.0, 1.0)
     rgb = np.repeat(pixels, 3, axis=0) if pixels.shape[0] == 1 else pixels
     picture = Image.fromarray((np.moveaxis(rgb, 0, -1) * 255 + 0.5).astype(np.uint8))
     longest = max(picture.size)

@@ -21,6 +21,12 @@ _SALIENT = (230, 20, 20, 255)
 _CONTEXT = (240, 200, 0, 255)
 
 
+def score_top(scores: np.ndarray) -> float:
+    """The score that the overlay's brightest colour stands for: the largest finite score (1 when there is none)."""
+    finite = np.isfinite(scores)
+    return float(np.max(scores[finite])) if finite.any() else 1.0
+
+
 def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np.ndarray,
                   patch_size_level0: int | tuple[int, int], scores: np.ndarray, salient: np.ndarray,
                   context: np.ndarray) -> Image.Image:
@@ -43,8 +49,8 @@ def score_overlay(thumbnail: np.ndarray, dimensions: tuple[int, int], coords: np
     sx, sy = width / dimensions[0], height / dimensions[1]
     pw, ph = (patch_size_level0, patch_size_level0) if isinstance(patch_size_level0, int) else patch_size_level0
     valid = np.isfinite(scores)
-    top = float(np.nanmax(scores)) if valid.any() else 1.0
-    colours = (colormaps["inferno"](np.where(valid, scores / max(top, 1e-12), 0.0)) * 255).astype(np.uint8)
+    shares = np.where(valid, scores / max(score_top(scores), 1e-12), 0.0)
+    colours = (colormaps["inferno"](shares) * 255).astype(np.uint8)
     layer = Image.new("RGBA", (width, height))
     draw = ImageDraw.Draw(layer)
     boxes = [(x * sx, y * sy, (x + pw) * sx - 1, (y + ph) * sy - 1) for x, y in coords]
