@@ -1,4 +1,5 @@
-"""Pictures: an image with its per-patch attention as a heatmap, salient and context patches outlined."""
+"""Pictures: an image with its per-patch attention as a heatmap, salient and context patches outlined; confusion
+matrices; learning curves."""
 
 from __future__ import annotations
 
@@ -104,6 +105,51 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     from PIL import ImageFont
 
     return ImageFont.load_default(size=size)
+
+
+def save_confusion(matrix: np.ndarray, names: list[str], title: str, path: Path) -> None:
+    """Write a confusion matrix as a PNG: true classes down, predicted across, each cell tinted by its share of its
+    row (the recall on the diagonal) and labelled with its count.
+
+    Drawn with Pillow, a few milliseconds (a matplotlib figure took 0.45 s, paid per task at every evaluation).
+    """
+    from matplotlib import colormaps
+    from PIL import Image, ImageDraw
+
+    k = len(names)
+    font, small = _font(13), _font(11)
+    cell = max(34, 10 + max(round(small.getlength(str(v))) for v in matrix.ravel()))
+    rotate = max(font.getlength(n) for n in names) > cell - 4  # long class names stand upright under the grid
+    label_w = round(max(font.getlength(n) for n in names)) + 8
+    below = label_w if rotate else 22
+    left, top = _MARGIN + 20 + label_w, _HEADER + 4
+    canvas = Image.new("RGB", (max(left + k * cell + _MARGIN, round(font.getlength(title)) + 2 * _MARGIN),
+                               top + k * cell + below + 24), _PAPER)
+    draw = ImageDraw.Draw(canvas)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    colours = (colormaps["Blues"](rates)[..., :3] * 255).astype(np.uint8)
+    for (i, j), count in np.ndenumerate(matrix):
+        x, y = left + j * cell, top + i * cell
+        draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=tuple(int(c) for c in colours[i, j]))
+        ink = _PAPER if rates[i, j] > 0.5 else _INK
+        draw.text((x + cell / 2, y + cell / 2), str(count), fill=ink, font=small, anchor="mm")
+    for c, name in enumerate(names):
+        draw.text((left - 6, top + c * cell + cell / 2), name, fill=_INK, font=font, anchor="rm")
+        x = left + c * cell + cell // 2
+        if rotate:
+            width = round(font.getlength(name)) + 2
+            label = Image.new("RGB", (width, 18), _PAPER)
+            ImageDraw.Draw(label).text((0, 9), name, fill=_INK, font=font, anchor="lm")
+            canvas.paste(label.rotate(90, expand=True), (x - 9, top + k * cell + 4 + label_w - 8 - width))
+        else:
+            draw.text((x, top + k * cell + 4), name, fill=_INK, font=font, anchor="mt")
+    draw.text((left + k * cell / 2, top + k * cell + below + 4), "predicted", fill=_INK, font=font, anchor="mt")
+    side = Image.new("RGB", (round(font.getlength("true")) + 4, 18), _PAPER)
+    ImageDraw.Draw(side).text((2, 9), "true", fill=_INK, font=font, anchor="lm")
+    canvas.paste(side.rotate(90, expand=True), (_MARGIN, top + k * cell // 2 - side.width // 2))
+    draw.text((_MARGIN, 10), title, fill=_INK, font=_font(16))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG", compress_level=3))
 
 
 def save_learning_curve(rows: list[dict[str, str]], metrics: list[str], path: Path) -> None:

@@ -162,17 +162,21 @@ def test_no_import_goes_up_a_floor() -> None:
     assert not offenders, "imports from a lower floor to a higher one:\n" + "\n".join(offenders)
 
 
-def test_import_dbps_registers_no_global_optimizer_hooks_nor_imports_dynamo() -> None:
+def test_import_dbps_registers_no_global_optimizer_hooks_nor_imports_slow_packages() -> None:
     """In a fresh process. torch._dynamo costs seconds of every command's start; it loads when something compiles
-    (or makes an optimiser), never on import."""
+    (or makes an optimiser), never on import. scikit-learn (1.5 s) is not needed to score a validation set."""
     code = (
-        "import sys, dbps, torch.optim.optimizer as o; "
-        "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks), 'torch._dynamo' in sys.modules)"
+        "import sys, numpy, dbps, dbps.metrics as m, torch.optim.optimizer as o; "
+        "from dbps.tasks import TaskSpec; "
+        "m.task_metrics(TaskSpec('t', 3), numpy.eye(3), numpy.arange(3)); "
+        "print(len(o._global_optimizer_pre_hooks), len(o._global_optimizer_post_hooks), "
+        "'torch._dynamo' in sys.modules, 'sklearn' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=True
     )
-    hooks, dynamo = result.stdout.split()[:2], result.stdout.split()[2:]
+    hooks, dynamo, sklearn = result.stdout.split()[:2], result.stdout.split()[2], result.stdout.split()[3]
     assert hooks == ["0", "0"], f"import dbps left optimizer step hooks: {result.stdout}"
-    assert dynamo == ["False"], "import dbps imported torch._dynamo"
+    assert dynamo == "False", "import dbps imported torch._dynamo"
+    assert sklearn == "False", "scoring a task imported scikit-learn"

@@ -383,9 +383,10 @@ def test_writes_on_a_full_disk_name_the_file_and_leave_the_previous_one(small_di
     import errno
 
     from dbps.engine.checkpoint import load_checkpoint, save_checkpoint
-    from dbps.engine.evaluate import plot_confusion, write_confusion
+    from dbps.engine.evaluate import write_confusion
     from dbps.engine.loggers import CSVLogger
     from dbps.files import write_json
+    from dbps.viz import save_confusion
     from tests.conftest import fill
 
     matrix, names = np.array([[3, 1], [0, 4]]), ["a", "b"]
@@ -394,7 +395,7 @@ def test_writes_on_a_full_disk_name_the_file_and_leave_the_previous_one(small_di
         "summary.json": lambda path, n: write_json(path, {"values": list(range(n))}),
         "metrics.csv": lambda path, n: [CSVLogger(path).log({"epoch": i, "loss": 0.5}) for i in range(n)],
         "confusion.csv": lambda path, n: write_confusion(path, matrix * n, names),
-        "confusion.png": lambda path, n: plot_confusion(matrix * n, names, "t" * min(n, 50), path),
+        "confusion.png": lambda path, n: save_confusion(matrix * n, names, "t" * min(n, 50), path),
     }
     for name, write in writers.items():
         write(small_disk / name, 3)

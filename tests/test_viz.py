@@ -75,3 +75,17 @@ def test_values_outside_the_unit_range_are_clipped_not_wrapped() -> None:
     picture = viz.panel_pixels(image)
     assert picture[0, 0].tolist() == [0, 0, 0] and picture[0, -1].tolist() == [128, 128, 128]
     assert picture[0, picture.shape[1] // 2].tolist() == [255, 255, 255]
+
+
+def test_confusion_cells_are_tinted_by_their_share_of_the_row(tmp_path) -> None:
+    matrix = np.array([[9, 1, 0], [0, 10, 0], [2, 2, 4]])
+    viz.save_confusion(matrix, ["cat", "dog", "a very long class name"], "label (test)", tmp_path / "c.png")
+    pixels = np.asarray(Image.open(tmp_path / "c.png").convert("RGB")).reshape(-1, 3)
+    found = {tuple(int(v) for v in p) for p in np.unique(pixels, axis=0)}
+
+    def tint(rate: float) -> tuple[int, ...]:
+        return tuple(int(v) for v in (np.asarray(colormaps["Blues"](rate)[:3]) * 255).astype(np.uint8))
+
+    for rate in (0.9, 0.1, 0.0, 1.0, 0.25, 0.5):  # recall 9 / 10, 10 / 10, 4 / 8; off the diagonal 1 / 10, 2 / 8
+        assert tint(rate) in found, rate
+    assert tint(4 / 9) not in found  # shares of the row, not of the column

@@ -19,6 +19,7 @@ from dbps.files import atomic_write
 from dbps.metrics import confusion, per_class_recall, predicted_labels, probabilities, task_metrics
 from dbps.patches import batch_source, opened
 from dbps.tasks import TaskSpec, multitask_loss
+from dbps.viz import save_confusion
 
 
 @dataclass
@@ -130,7 +131,7 @@ def write_reports(evaluation: Evaluation, tasks: list[TaskSpec], folder: Path, s
             names = [str(c) for c in range(matrix.shape[0])]
         stem = folder / f"confusion-{split}-{task.name}"
         write_confusion(stem.with_suffix(".csv"), matrix, names)
-        plot_confusion(matrix, names, f"{task.name} ({split})", stem.with_suffix(".png"))
+        save_confusion(matrix, names, f"{task.name} ({split})", stem.with_suffix(".png"))
         written += [stem.with_suffix(".csv"), stem.with_suffix(".png")]
     return written
 
@@ -147,26 +148,3 @@ def write_confusion(path: Path, matrix: np.ndarray, names: list[str]) -> None:
                 writer.writerow([name, *counts.tolist(), "" if math.isnan(value) else f"{value:.4f}"])
 
     atomic_write(path, write)
-
-
-def plot_confusion(matrix: np.ndarray, names: list[str], title: str, path: Path) -> None:
-    """A confusion matrix as a PNG, rows normalised to recall, counts written in the cells."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    side = max(4.0, 0.6 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
