@@ -113,6 +113,7 @@ class ModelConfig:
 
     encoder: str = "resnet18"
     encoder_stages: int | None = None
+    encoder_widths: list[int] | None = None  # small_cnn: channels of its stride-2 stages (default 16, 32, 64, 64)
     in_chans: int | None = None  # defaults to the dataset's channels
     pretrained: bool = False  # timm hub weights (needs network); prefer `weights`
     weights: str | None = None  # local encoder weights file
@@ -236,6 +237,10 @@ def validate(config: Config, errors: list[str]) -> None:
         **{f"tasks.{task.name}.num_classes": task.num_classes for task in config.tasks},
     }
     errors += [f"{key}: must be ≥ 1, got {value}" for key, value in positive.items() if value is not None and value < 1]
+    if m.encoder_widths is not None and (not m.encoder_widths or min(m.encoder_widths) < 1):
+        errors.append(f"model.encoder_widths: must be a list of widths ≥ 1, got {m.encoder_widths}")
+    elif m.encoder_widths is not None and m.encoder.lower() != "small_cnn":
+        errors.append(f"model.encoder_widths: only small_cnn takes stage widths, not model.encoder {m.encoder!r}")
     _validate_ranges(config, errors)
     if t.micro_batch_size is not None and (t.micro_batch_size < 1 or t.batch_size % t.micro_batch_size):
         errors.append(

@@ -260,6 +260,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
         encoder = create_encoder(
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
             weights=m.weights, pretrained=m.pretrained, in_dim=feature_dim, zero_init_last=m.zero_init_last,
+            widths=m.encoder_widths,
         )
     except PretrainedWeightsUnavailable as exc:
         raise ConfigError(f"{config.given.name('model.pretrained')}: {exc}") from None

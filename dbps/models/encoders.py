@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -211,6 +211,7 @@ def create_encoder(
     pretrained: bool = False,
     in_dim: int | None = None,
     zero_init_last: bool | None = None,
+    widths: Sequence[int] | None = None,
 ) -> PatchEncoder:
     """Build a patch encoder by name, projected to `dim` when its output width differs.
 
@@ -225,9 +226,12 @@ def create_encoder(
         in_dim: feature width F, for 'projector'.
         zero_init_last: timm residual networks: γ = 0 on each block's last BatchNorm at initialisation (None: the
             model's default).
+        widths: 'small_cnn': the channels of its stages (None: its default).
     """
     from dbps.models.pathology import create_pathology_encoder, pathology_recipe
 
+    if widths is not None and name.lower() != "small_cnn":
+        raise ValueError(f"only small_cnn takes stage widths, not {name!r}: drop model.encoder_widths")
     if pathology_recipe(name) is not None:
         if pretrained or stages is not None or in_chans != 3:
             raise ValueError(f"encoder {name!r} is built as its model card says, from RGB patches and local weights: "
@@ -239,7 +243,7 @@ def create_encoder(
                 raise ValueError("encoder 'projector' needs in_dim (feature width) and dim")
             encoder = ENCODERS.create(name, in_dim=in_dim, dim=dim)
         else:
-            base = ENCODERS.create(name, in_chans=in_chans)
+            base = ENCODERS.create(name, in_chans=in_chans, **({"widths": tuple(widths)} if widths else {}))
             encoder = PatchEncoder(base.backbone, base.embed_dim, dim)
         if weights is not None:
             _load_weights(encoder, _weights_file(weights))

@@ -152,6 +152,8 @@ def test_unknown_keys_are_errors_that_name_them(tmp_path) -> None:
         ("sample_style: Random", "selection.sampling"),
         ("tasks: 3", "tasks"),
         ("train: 5", "train"),
+        ("model: {encoder: small_cnn, encoder_widths: [8, 0]}", "model.encoder_widths"),
+        ("model: {encoder: resnet18, encoder_widths: [8, 16]}", "model.encoder_widths: only small_cnn"),
     ],
 )
 def test_ill_typed_values_are_errors_that_name_the_key(tmp_path, text: str, key: str) -> None:

@@ -99,6 +99,15 @@ def test_projector_for_feature_bags_and_encoder_errors(tmp_path) -> None:
         create_encoder("resnet18", weights=tmp_path / "missing.pth")
 
 
+def test_small_cnn_widths_set_each_stage_and_only_small_cnn_takes_them() -> None:
+    encoder = create_encoder("small_cnn", in_chans=1, dim=8, widths=(4, 6, 10))
+    convs = [m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 4), (4, 6), (6, 10)]
+    assert encoder(torch.randn(3, 1, 24, 24)).shape == (3, 8)
+    with pytest.raises(ValueError, match="only small_cnn takes stage widths"):
+        create_encoder("resnet18", widths=(8, 16))
+
+
 def test_sinusoidal_encoding_is_the_standard_table() -> None:
     enc = sinusoidal_encoding(torch.tensor([[0, 3]]), 6)
     assert enc.shape == (1, 2, 6)
