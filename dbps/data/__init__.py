@@ -1,6 +1,9 @@
 """Data in: dataset kinds (Megapixel MNIST, photo folders and lists, traffic signs, slides, feature bags), batches
 and how they become patch sources, augmentation, loaders."""
 
+import importlib
+import pkgutil
+
 from dbps.data import kinds, slides
 from dbps.data.augment import TrainAugment
 from dbps.data.batches import (
@@ -30,11 +33,6 @@ from dbps.data.kinds import (
     dataset_kind_builder,
     register_kind,
 )
-
-# The kind families register their names on import, in the order `dbps datasets` lists them.
-from dbps.data.kinds import mnist as _mnist  # noqa: F401
-from dbps.data.kinds import photos as _photos  # noqa: F401
-from dbps.data.kinds import slides as _slides  # noqa: F401
 from dbps.data.listfile import csv_splits, ddr_splits
 from dbps.data.loaders import build_loader, carve_validation, instance_names
 from dbps.data.megapixel_mnist import MegapixelMNIST, make_data_command, make_megapixel_mnist, task_targets
@@ -43,6 +41,16 @@ from dbps.data.reference_mnist import ReferenceMegapixelMNIST
 from dbps.data.sampler import EpochSampler
 from dbps.data.sparse import SparseBatch, SparseImage
 from dbps.data.traffic import traffic_splits
+
+
+def _register_kind_families() -> None:
+    """Import every module of dbps/data/kinds/ in name order (the order `dbps datasets` lists their kinds): each
+    registers its kinds on import, so a new family of kinds is one new file there and nothing else."""
+    for module in sorted(pkgutil.iter_modules(kinds.__path__), key=lambda info: info.name):
+        importlib.import_module(f"{kinds.__name__}.{module.name}")
+
+
+_register_kind_families()
 
 __all__ = [
     "DATASETS",

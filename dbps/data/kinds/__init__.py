@@ -1,8 +1,8 @@
 """Dataset kinds by name: what a config's `data.name` builds and the `data` defaults that name implies.
 
 A kind is a function `DataRequest → DataSplits`, registered beside its definition with `@dataset_kind_builder`
-(or `register_kind`). One module per family; `dbps/data/__init__.py` imports them, so every kind is registered
-once `dbps.data` is:
+(or `register_kind`). One module per family; `dbps/data/__init__.py` imports every module of this folder, so every
+kind is registered once `dbps.data` is:
 
 - `mnist`: Megapixel MNIST (`megapixel_mnist`, and the reference name `mnist`);
 - `photos`: class folders (`folder` and the reference names), split lists (`list`), Swedish Traffic Signs (`traffic`);
