@@ -105,6 +105,7 @@ class SelectionConfig:
     explore_epochs: int = 0  # first epochs select uniformly at random (guards against attention collapse)
     # dbps: rank static ∪ dynamic ∪ chunk at once (joint), or the reference's static-then-dynamic update (two_stage)
     buffer_update: BufferUpdate = BufferUpdate.JOINT
+    skip_blank: bool = False  # patches whose values are all equal score 0: never salient while others are left
 
 
 @dataclass

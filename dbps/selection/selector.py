@@ -104,6 +104,9 @@ class PatchSelector:
             salient patches at full resolution, and the context embeddings come from the small copies.
         buffer_update: `joint` or `two_stage` (`dbps` only, see above and `BufferUpdate`). `two_stage` costs a
             second scoring call per chunk, over the S + I candidates for the dynamic buffer.
+        skip_blank: a patch whose values are all equal (black canvas, padding, a blank scan) scores 0, below every
+            patch with content, so it is salient or context only where an image has too few others. An untrained
+            attention can otherwise prefer the one embedding that all blank patches share and fill the buffers with it.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class PatchSelector:
         eval_num_salient: int | None = None,
         score_scale: float = 1.0,
         buffer_update: BufferUpdate | str = BufferUpdate.JOINT,
+        skip_blank: bool = False,
     ) -> None:
         self.method = parse_enum(Method, method, "method")
         self.sampling = parse_enum(Sampling, sampling, "sampling")
@@ -139,6 +143,7 @@ class PatchSelector:
         self.reference_sampling = reference_sampling
         self.eval_num_salient = eval_num_salient or num_salient
         self.score_scale = score_scale
+        self.skip_blank = skip_blank
 
     @classmethod
     def from_config(cls, config: Config) -> PatchSelector:
@@ -157,6 +162,7 @@ class PatchSelector:
             eval_num_salient=s.eval_num_salient,
             score_scale=s.score_scale,
             buffer_update=s.buffer_update,
+            skip_blank=s.skip_blank,
         )
 
     def context_may_be_empty(self, num_patches: int | None = None) -> bool:
@@ -173,7 +179,7 @@ class PatchSelector:
         return (
             f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
             f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r}, "
-            f"score_scale={self.score_scale}, buffer_update={self.buffer_update.value!r})"
+            f"score_scale={self.score_scale}, buffer_update={self.buffer_update.value!r}, skip_blank={self.skip_blank})"
         )
 
     @torch.no_grad()
@@ -225,8 +231,8 @@ class PatchSelector:
             selection.scores.fill_(float("nan"))
         return selection
 
-    def _chunks(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
-        """(indices, embeddings) chunk by chunk; sources that read from disk are asked for the next chunk first."""
+    def _chunks(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Iterator[_Tokens]:
+        """The embedded patches chunk by chunk; sources that read from disk are asked for the next chunk first."""
         prefetch = getattr(source, "prefetch", None)
         starts = range(0, order.shape[1], self.chunk_size)
         for start in starts:
@@ -234,7 +240,11 @@ class PatchSelector:
             patches = source.fetch(idx)
             if prefetch is not None and start + self.chunk_size < order.shape[1]:
                 prefetch(order[:, start + self.chunk_size : start + 2 * self.chunk_size])
-            yield idx, model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape)
+            if self.skip_blank:
+                blank = blank_patches(patches)
+                yield _Tokens(embed_sharing_blanks(model, patches, blank), idx, blank)
+            else:
+                yield _Tokens(model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape), idx)
 
     def _everything(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Selection:
         """M ≥ N': every kept patch is salient and nothing needs scoring (as IPS does)."""
@@ -254,10 +264,11 @@ class PatchSelector:
         """IPS / DBPS: each chunk updates the static buffer (top M) and the dynamic one (next S), kept as one."""
         scores = _unscored(order, source)
         update = _two_stage_update if self.buffer_update is BufferUpdate.TWO_STAGE else _joint_update
-        kept = _Tokens(torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device), order[:, :0])
-        for idx, emb in self._chunks(model, source, order):
-            kept, chunk_scores = update(score, kept, _Tokens(emb, idx), num_salient, num_context)
-            scores.scatter_(1, idx, chunk_scores.float())
+        empty = torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device)
+        kept = _Tokens(empty, order[:, :0], order[:, :0].bool() if self.skip_blank else None)
+        for chunk in self._chunks(model, source, order):
+            kept, chunk_scores = update(score, kept, chunk, num_salient, num_context)
+            scores.scatter_(1, chunk.idx, chunk_scores.float())
         return Selection(kept.idx[:, :num_salient], kept.emb[:, num_salient:], kept.idx[:, num_salient:], scores)
 
     def _embed_all_then_sample(
@@ -271,8 +282,10 @@ class PatchSelector:
         generator: torch.Generator | None,
     ) -> Selection:
         """DBformer+: embed all kept patches in chunks, score them together, sample M, the rest is context."""
-        emb = torch.cat([emb for _, emb in self._chunks(model, source, order)], dim=1)
-        cand_scores = score(emb, order)
+        chunks = list(self._chunks(model, source, order))
+        emb = torch.cat([chunk.emb for chunk in chunks], dim=1)
+        blank = torch.cat([chunk.blank for chunk in chunks], dim=1) if self.skip_blank else None
+        cand_scores = _scores(score, _Tokens(emb, order, blank))
         scores = _unscored(order, source).scatter_(1, order, cand_scores.float())
         picked = sample_salient(
             cand_scores,
@@ -290,12 +303,37 @@ class PatchSelector:
         return Selection(order.gather(1, picked), context_emb, order.gather(1, rest), scores)
 
 
+def blank_patches(patches: Tensor) -> Tensor:
+    """(B, n, *patch_shape) → (B, n) bool: the patches whose values are all equal."""
+    low, high = patches.flatten(2).aminmax(dim=2)
+    return low == high
+
+
+def embed_sharing_blanks(model: SelectionModel, patches: Tensor, blank: Tensor) -> Tensor:
+    """Embeddings (B, n, D) of patches (B, n, *patch_shape), each blank patch embedded once per distinct value.
+
+    In eval mode a patch's embedding depends on the patch alone, so every blank patch of one value shares one
+    embedding; on a black canvas that is most of the no-gradient pass saved.
+    """
+    flat, flat_blank = patches.flatten(0, 1), blank.flatten()
+    values, which = flat.flatten(1)[flat_blank, 0].unique(return_inverse=True)
+    stand_ins = values.view(-1, *[1] * (flat.dim() - 1)).expand(-1, *flat.shape[1:])
+    out = model.embed(torch.cat([flat[~flat_blank], stand_ins]))
+    num_content = out.shape[0] - values.shape[0]
+    emb = out.new_empty(flat.shape[0], out.shape[1])
+    emb[~flat_blank] = out[:num_content]
+    emb[flat_blank] = out[num_content:][which]
+    return emb.unflatten(0, blank.shape)
+
+
 @dataclass(frozen=True)
 class _Tokens:
-    """Embeddings (B, n, D) and their patch indices (B, n): a buffer, a chunk or a set of candidates."""
+    """Embeddings (B, n, D) and their patch indices (B, n): a buffer, a chunk or a set of candidates; with
+    `skip_blank`, which of them are blank patches (B, n), else None."""
 
     emb: Tensor
     idx: Tensor
+    blank: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -305,15 +343,24 @@ class _Tokens:
         """These tokens followed by `other`'s."""
         if self.size == 0:
             return other
-        return _Tokens(torch.cat([self.emb, other.emb], dim=1), torch.cat([self.idx, other.idx], dim=1))
+        blank = None if self.blank is None or other.blank is None else torch.cat([self.blank, other.blank], dim=1)
+        return _Tokens(torch.cat([self.emb, other.emb], dim=1), torch.cat([self.idx, other.idx], dim=1), blank)
 
     def part(self, start: int, stop: int | None = None) -> _Tokens:
         """Positions start..stop−1 of every row."""
-        return _Tokens(self.emb[:, start:stop], self.idx[:, start:stop])
+        blank = None if self.blank is None else self.blank[:, start:stop]
+        return _Tokens(self.emb[:, start:stop], self.idx[:, start:stop], blank)
 
     def take(self, positions: Tensor) -> _Tokens:
         """The tokens at `positions` (B, k) of each row."""
-        return _Tokens(gather_tokens(self.emb, positions), self.idx.gather(1, positions))
+        blank = None if self.blank is None else self.blank.gather(1, positions)
+        return _Tokens(gather_tokens(self.emb, positions), self.idx.gather(1, positions), blank)
+
+
+def _scores(score: Scorer, tokens: _Tokens) -> Tensor:
+    """The scorer's attention weights over `tokens` (B, n), 0 for blank patches when they are marked."""
+    scores = score(tokens.emb, tokens.idx)
+    return scores if tokens.blank is None else scores.masked_fill(tokens.blank, 0.0)
 
 
 def _joint_update(
@@ -321,7 +368,7 @@ def _joint_update(
 ) -> tuple[_Tokens, Tensor]:
     """Rank static ∪ dynamic ∪ chunk at once and keep the top M + S in rank order; also the chunk's scores."""
     cand = kept.join(chunk)
-    cand_scores = score(cand.emb, cand.idx)
+    cand_scores = _scores(score, cand)
     top = cand_scores.topk(min(num_salient + num_context, cand.size), dim=1).indices
     return cand.take(top), cand_scores[:, kept.size :]
 
@@ -333,11 +380,11 @@ def _two_stage_update(
     buffer, ranked among themselves, and the top S stay. Returns static then dynamic, and the chunk's scores."""
     held = min(num_salient, kept.size)  # the static buffer is full before anything becomes dynamic
     cand = kept.part(0, held).join(chunk)
-    cand_scores = score(cand.emb, cand.idx)
+    cand_scores = _scores(score, cand)
     ranked = cand_scores.argsort(dim=1, descending=True)
     dynamic = kept.part(held).join(cand.take(ranked[:, num_salient:]))
     if dynamic.size > num_context:
-        dynamic = dynamic.take(score(dynamic.emb, dynamic.idx).topk(num_context, dim=1).indices)
+        dynamic = dynamic.take(_scores(score, dynamic).topk(num_context, dim=1).indices)
     return cand.take(ranked[:, :num_salient]).join(dynamic), cand_scores[:, held:]
 
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from dbps.config import load_config
 from dbps.models import PatchClassifier, PatchEncoder, create_aggregator
 from dbps.patches import FeaturePatches, ImagePatches
 from dbps.selection import PatchSelector, eval_mode
+from dbps.selection.selector import blank_patches
 from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
 
@@ -308,3 +310,91 @@ def test_context_may_be_empty_says_when_a_training_selection_has_no_context(
     assert (selection.context_emb.shape[1] == 0) is empty
     if not empty:  # not knowing N only leaves out the cases that depend on it
         assert not selector.context_may_be_empty()
+
+
+def features_with_blank_favourites(model: PatchClassifier, n: int = 24, blank: int = 10) -> torch.Tensor:
+    """(2, n, 6) features whose first `blank` patches are one constant vector that the model ranks above every
+    other patch: the case `skip_blank` is for (an attention that prefers the shared empty-canvas embedding)."""
+    torch.manual_seed(0)
+    features = torch.randn(2, n, 6)
+    for value in torch.linspace(-20, 20, 81):
+        features[:, :blank] = value
+        if (global_ranking(model, features)[:, 0] < blank).all():
+            return features
+    raise AssertionError("no constant vector ranks first: the test cannot show what skip_blank changes")
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("ips", {}),
+        ("dbps", {"num_context": 5}),
+        ("dbps", {"num_context": 5, "buffer_update": "two_stage"}),
+        ("dbps+", {}),
+        ("dbps+", {"sampling": "half"}),
+    ],
+)
+@pytest.mark.parametrize("explore", [False, True])
+def test_skip_blank_keeps_blank_patches_out_while_others_are_left(method: str, kwargs: dict, explore: bool) -> None:
+    model = feature_model()
+    features = features_with_blank_favourites(model)
+    gen = torch.Generator().manual_seed(0)
+    plain = PatchSelector(method, num_salient=4, chunk_size=7, **kwargs)
+    skipping = PatchSelector(method, num_salient=4, chunk_size=7, skip_blank=True, **kwargs)
+    if not explore:  # the model's own ranking puts a blank patch first
+        assert (plain.select(model, FeaturePatches(features), training=True, generator=gen).salient_idx < 10).any()
+    selection = skipping.select(model, FeaturePatches(features), training=True, generator=gen, explore=explore)
+    assert (selection.salient_idx >= 10).all()
+    if method == "dbps":  # 4 salient + 5 context of the 14 patches with content
+        assert (selection.context_idx >= 10).all()
+    if method == "ips" and not explore:  # the single-head ranking restricted to the patches with content
+        ranking = global_ranking(model, features)
+        expected = [[i for i in row.tolist() if i >= 10][:4] for row in ranking]
+        assert as_sets(selection.salient_idx) == [set(row) for row in expected]
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps", "dbps+"])
+def test_skip_blank_fills_up_with_blank_patches_where_too_few_have_content(method: str) -> None:
+    model = feature_model()
+    features = features_with_blank_favourites(model, n=12, blank=10)  # 2 patches with content, M = 4
+    selector = PatchSelector(method, num_salient=4, chunk_size=5, num_context=3 if method == "dbps" else None,
+                             skip_blank=True)
+    selection = selector.select(model, FeaturePatches(features), training=False)
+    assert selection.salient_idx.shape == (2, 4)
+    assert all({10, 11} <= row for row in as_sets(selection.salient_idx))
+    assert (selection.scores[:, :10] == 0).all()
+
+
+def test_skip_blank_marks_constant_image_patches() -> None:
+    images = torch.zeros(1, 1, 16, 16)
+    images[0, 0, 0, 0] = 1.0  # one pixel of ink in patch 0
+    images[0, 0, 8:, 8:] = 0.5  # patch 3: grey but constant
+    patches = ImagePatches(images, 8).fetch(torch.arange(4)[None])
+    assert blank_patches(patches).tolist() == [[False, True, True, True]]
+
+
+def test_skip_blank_is_read_from_the_config() -> None:
+    assert PatchSelector.from_config(load_config("quickstart", ["selection.skip_blank=true"])[0]).skip_blank
+    assert not PatchSelector.from_config(load_config("quickstart", ["selection.skip_blank=false"])[0]).skip_blank
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps", "dbps+"])
+def test_skip_blank_embeds_each_blank_value_once_and_selects_as_if_it_embedded_every_patch(method: str) -> None:
+    images = torch.zeros(3, 1, 48, 48)
+    images[:, :, 40:, :] = 0.25  # a grey band: blank patches of a second value
+    images[:, :, 10:30, 5:40] = torch.rand(3, 1, 20, 35)
+    model = tiny_model("CA", dim=16).eval()
+    seen: list[int] = []
+    model.encoder.register_forward_hook(lambda _m, args, _out: seen.append(args[0].shape[0]))
+    source = ImagePatches(images, 8)
+    kwargs = {"num_context": 4} if method == "dbps" else {}
+    skipping = PatchSelector(method, num_salient=3, chunk_size=36, skip_blank=True, **kwargs)
+    selection = skipping.select(model, source, training=False)
+    patches = source.fetch(torch.arange(36).expand(3, -1))
+    num_blank = int(blank_patches(patches).sum())
+    assert seen == [3 * 36 - num_blank + 2]  # two blank values: black and grey
+    with torch.no_grad():  # every patch embedded on its own, blank ones ranked last by hand
+        emb = model.embed(patches.flatten(0, 1)).unflatten(0, (3, 36))
+        scores = model.score(emb, torch.arange(36).expand(3, -1)).masked_fill(blank_patches(patches), 0)
+    torch.testing.assert_close(selection.scores, scores)
+    assert as_sets(selection.salient_idx) == as_sets(scores.topk(3, dim=1).indices)
