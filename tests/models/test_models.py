@@ -171,7 +171,8 @@ def test_projector_takes_a_single_embedding_in_training() -> None:
 def test_zero_init_last_sets_the_last_batchnorm_of_each_residual_block() -> None:
     def last_gammas(**kwargs: object) -> set[float]:
         encoder = create_encoder("resnet18", in_chans=1, stages=2, **kwargs)
-        return {float(v) for name, p in encoder.named_parameters() if name.endswith("bn2.weight") for v in p.flatten()}
+        gammas = [p.detach() for name, p in encoder.named_parameters() if name.endswith("bn2.weight")]
+        return {float(v) for gamma in gammas for v in gamma.flatten()}
 
     assert last_gammas(zero_init_last=True) == {0.0}
     assert last_gammas(zero_init_last=False) == {1.0}
