@@ -264,8 +264,7 @@ class PatchSelector:
         """IPS / DBPS: each chunk updates the static buffer (top M) and the dynamic one (next S), kept as one."""
         scores = _unscored(order, source)
         update = _two_stage_update if self.buffer_update is BufferUpdate.TWO_STAGE else _joint_update
-        empty = torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device)
-        kept = _Tokens(empty, order[:, :0], order[:, :0].bool() if self.skip_blank else None)
+        kept = _Tokens(torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device), order[:, :0])
         for chunk in self._chunks(model, source, order):
             kept, chunk_scores = update(score, kept, chunk, num_salient, num_context)
             scores.scatter_(1, chunk.idx, chunk_scores.float())
