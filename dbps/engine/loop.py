@@ -103,6 +103,11 @@ class Trainer:
                 self.loggers.close()
         return self._test()
 
+    def _lr_at(self, step: int) -> float:
+        t = self.config.train
+        return warmup_cosine_lr(step, base_lr=t.lr, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                                min_ratio=t.min_lr_ratio)
+
     def _train_epoch(self) -> dict[str, float]:
         run, state, t = self.run, self.state, self.config.train
         epoch = state.epoch
@@ -115,10 +120,9 @@ class Trainer:
         bar = tqdm(run.batches(self.train_loader), desc=f"epoch {epoch + 1}/{t.epochs}", leave=False,
                    initial=state.batch_in_epoch, total=self.sampler.num_batches,
                    disable=not (self.config.log.progress and self.dist.is_main))
-        lr = t.lr
+        lr = self._lr_at(max(state.step - 1, 0))  # resumed after the epoch's last step: that step's rate
         for batch in bar:
-            lr = warmup_cosine_lr(state.step, base_lr=t.lr, total_steps=self.total_steps,
-                                  warmup_steps=self.warmup_steps, min_ratio=t.min_lr_ratio)
+            lr = self._lr_at(state.step)
             loss_sum, images = self._step(batch, lr, explore)
             votes, loss_sum, images = self.dist.sum([float(self.stops.requested), loss_sum, images])
             state.epoch_loss_sum += loss_sum
