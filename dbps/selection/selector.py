@@ -220,19 +220,31 @@ class PatchSelector:
             def score(emb: Tensor, idx: Tensor) -> Tensor:
                 return torch.rand(idx.shape, generator=generator, device=idx.device).softmax(dim=1)
 
+        blank = torch.zeros(batch, total, dtype=torch.bool, device=source.device) if self.skip_blank else None
+        if blank is not None:
+            score = _blanks_score_zero(score, blank)
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
                 return self._everything(model, source, order)
             if self.method is Method.DBPS_PLUS:
-                selection = self._embed_all_then_sample(model, score, source, order, num_salient, training, generator)
+                selection = self._embed_all_then_sample(
+                    model, score, source, order, blank, num_salient, training, generator
+                )
             else:
-                selection = self._chunked_buffers(model, score, source, order, num_salient, self.num_context or 0)
+                selection = self._chunked_buffers(
+                    model, score, source, order, blank, num_salient, self.num_context or 0
+                )
         if explore and training:
             selection.scores.fill_(float("nan"))
         return selection
 
-    def _chunks(self, model: SelectionModel, source: PatchSource, order: Tensor) -> Iterator[_Tokens]:
-        """The embedded patches chunk by chunk; sources that read from disk are asked for the next chunk first."""
+    def _chunks(
+        self, model: SelectionModel, source: PatchSource, order: Tensor, blank: Tensor | None
+    ) -> Iterator[_Tokens]:
+        """The embedded patches chunk by chunk; sources that read from disk are asked for the next chunk first.
+
+        With `skip_blank`, each chunk's blank patches are marked in `blank` (B, N) before the chunk is yielded.
+        """
         prefetch = getattr(source, "prefetch", None)
         starts = range(0, order.shape[1], self.chunk_size)
         for start in starts:
@@ -240,9 +252,10 @@ class PatchSelector:
             patches = source.fetch(idx)
             if prefetch is not None and start + self.chunk_size < order.shape[1]:
                 prefetch(order[:, start + self.chunk_size : start + 2 * self.chunk_size])
-            if self.skip_blank:
-                blank = blank_patches(patches)
-                yield _Tokens(embed_sharing_blanks(model, patches, blank), idx, blank)
+            if blank is not None:
+                chunk_blank = blank_patches(patches)
+                blank.scatter_(1, idx, chunk_blank)
+                yield _Tokens(embed_sharing_blanks(model, patches, chunk_blank), idx)
             else:
                 yield _Tokens(model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape), idx)
 
@@ -258,6 +271,7 @@ class PatchSelector:
         score: Scorer,
         source: PatchSource,
         order: Tensor,
+        blank: Tensor | None,
         num_salient: int,
         num_context: int,
     ) -> Selection:
@@ -265,7 +279,7 @@ class PatchSelector:
         scores = _unscored(order, source)
         update = _two_stage_update if self.buffer_update is BufferUpdate.TWO_STAGE else _joint_update
         kept = _Tokens(torch.zeros(order.shape[0], 0, model.embed_dim, device=source.device), order[:, :0])
-        for chunk in self._chunks(model, source, order):
+        for chunk in self._chunks(model, source, order, blank):
             kept, chunk_scores = update(score, kept, chunk, num_salient, num_context)
             scores.scatter_(1, chunk.idx, chunk_scores.float())
         return Selection(kept.idx[:, :num_salient], kept.emb[:, num_salient:], kept.idx[:, num_salient:], scores)
@@ -276,15 +290,14 @@ class PatchSelector:
         score: Scorer,
         source: PatchSource,
         order: Tensor,
+        blank: Tensor | None,
         num_salient: int,
         training: bool,
         generator: torch.Generator | None,
     ) -> Selection:
         """DBformer+: embed all kept patches in chunks, score them together, sample M, the rest is context."""
-        chunks = list(self._chunks(model, source, order))
-        emb = torch.cat([chunk.emb for chunk in chunks], dim=1)
-        blank = torch.cat([chunk.blank for chunk in chunks], dim=1) if self.skip_blank else None
-        cand_scores = _scores(score, _Tokens(emb, order, blank))
+        emb = torch.cat([chunk.emb for chunk in self._chunks(model, source, order, blank)], dim=1)
+        cand_scores = score(emb, order)
         scores = _unscored(order, source).scatter_(1, order, cand_scores.float())
         picked = sample_salient(
             cand_scores,
@@ -325,14 +338,21 @@ def embed_sharing_blanks(model: SelectionModel, patches: Tensor, blank: Tensor) 
     return emb.unflatten(0, blank.shape)
 
 
+def _blanks_score_zero(score: Scorer, blank: Tensor) -> Scorer:
+    """`score` with 0 for the patches marked in `blank` (B, N), so that they rank below every patch with content."""
+
+    def masked(emb: Tensor, idx: Tensor) -> Tensor:
+        return score(emb, idx).masked_fill(blank.gather(1, idx), 0.0)
+
+    return masked
+
+
 @dataclass(frozen=True)
 class _Tokens:
-    """Embeddings (B, n, D) and their patch indices (B, n): a buffer, a chunk or a set of candidates; with
-    `skip_blank`, which of them are blank patches (B, n), else None."""
+    """Embeddings (B, n, D) and their patch indices (B, n): a buffer, a chunk or a set of candidates."""
 
     emb: Tensor
     idx: Tensor
-    blank: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -342,24 +362,15 @@ class _Tokens:
         """These tokens followed by `other`'s."""
         if self.size == 0:
             return other
-        blank = None if self.blank is None or other.blank is None else torch.cat([self.blank, other.blank], dim=1)
-        return _Tokens(torch.cat([self.emb, other.emb], dim=1), torch.cat([self.idx, other.idx], dim=1), blank)
+        return _Tokens(torch.cat([self.emb, other.emb], dim=1), torch.cat([self.idx, other.idx], dim=1))
 
     def part(self, start: int, stop: int | None = None) -> _Tokens:
         """Positions start..stop−1 of every row."""
-        blank = None if self.blank is None else self.blank[:, start:stop]
-        return _Tokens(self.emb[:, start:stop], self.idx[:, start:stop], blank)
+        return _Tokens(self.emb[:, start:stop], self.idx[:, start:stop])
 
     def take(self, positions: Tensor) -> _Tokens:
         """The tokens at `positions` (B, k) of each row."""
-        blank = None if self.blank is None else self.blank.gather(1, positions)
-        return _Tokens(gather_tokens(self.emb, positions), self.idx.gather(1, positions), blank)
-
-
-def _scores(score: Scorer, tokens: _Tokens) -> Tensor:
-    """The scorer's attention weights over `tokens` (B, n), 0 for blank patches when they are marked."""
-    scores = score(tokens.emb, tokens.idx)
-    return scores if tokens.blank is None else scores.masked_fill(tokens.blank, 0.0)
+        return _Tokens(gather_tokens(self.emb, positions), self.idx.gather(1, positions))
 
 
 def _joint_update(
@@ -367,7 +378,7 @@ def _joint_update(
 ) -> tuple[_Tokens, Tensor]:
     """Rank static ∪ dynamic ∪ chunk at once and keep the top M + S in rank order; also the chunk's scores."""
     cand = kept.join(chunk)
-    cand_scores = _scores(score, cand)
+    cand_scores = score(cand.emb, cand.idx)
     top = cand_scores.topk(min(num_salient + num_context, cand.size), dim=1).indices
     return cand.take(top), cand_scores[:, kept.size :]
 
@@ -379,11 +390,11 @@ def _two_stage_update(
     buffer, ranked among themselves, and the top S stay. Returns static then dynamic, and the chunk's scores."""
     held = min(num_salient, kept.size)  # the static buffer is full before anything becomes dynamic
     cand = kept.part(0, held).join(chunk)
-    cand_scores = _scores(score, cand)
+    cand_scores = score(cand.emb, cand.idx)
     ranked = cand_scores.argsort(dim=1, descending=True)
     dynamic = kept.part(held).join(cand.take(ranked[:, num_salient:]))
     if dynamic.size > num_context:
-        dynamic = dynamic.take(_scores(score, dynamic).topk(num_context, dim=1).indices)
+        dynamic = dynamic.take(score(dynamic.emb, dynamic.idx).topk(num_context, dim=1).indices)
     return cand.take(ranked[:, :num_salient]).join(dynamic), cand_scores[:, held:]
 
 
