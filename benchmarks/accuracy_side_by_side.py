@@ -244,7 +244,7 @@ def summary_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows: list[dict[str, object]], path: Path, variants: list[str] | None = None) -> None:
+def plot_curves(rows: list[dict[str, object]], path: Path) -> None:
     """One panel per task: test accuracy per epoch, mean over seeds with the min–max band, per (variant, method)."""
     import matplotlib
 
@@ -253,8 +253,6 @@ def plot_curves(rows: list[dict[str, object]], path: Path, variants: list[str] |
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 4), sharex=True)
     for (variant, method), seeds in sorted(groups(rows).items()):
-        if variants is not None and variant not in variants:
-            continue
         label = method if variant == "base" else f"{method} ({variant})"
         epochs = sorted({int(r["epoch"]) for runs in seeds.values() for r in runs})
         for ax, task in zip(axes, TASKS, strict=True):
@@ -288,7 +286,7 @@ def write_reports(out: Path, scale: Scale | None) -> None:
     table = summary_table(rows)
     header = f"Setting: {json.dumps(asdict(scale))}\n\n" if scale else ""
     (out / "summary.md").write_text(header + table + "\n")
-    plot_curves(rows, out / "curves.png", ["base"])
+    plot_curves(rows, out / "curves.png")
     print(table)
 
 
