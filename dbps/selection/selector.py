@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from dbps.choices import BufferUpdate, Method, Sampling, ShuffleStyle, check_selection
 from dbps.patches import PatchSource, ScaledPatches, gather_tokens, num_kept, patch_order
 from dbps.registry import parse_enum
+from dbps.selection.blank import Scorer, blank_patches, blanks_score_zero, embed_sharing_blanks
 from dbps.selection.sampling import sample_salient
 
 if TYPE_CHECKING:
@@ -35,9 +36,6 @@ class SelectionModel(Protocol):
     def modules(self) -> Iterator[nn.Module]: ...
 
     def eval(self) -> nn.Module: ...
-
-
-Scorer = Callable[[Tensor, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -222,7 +220,7 @@ class PatchSelector:
 
         blank = torch.zeros(batch, total, dtype=torch.bool, device=source.device) if self.skip_blank else None
         if blank is not None:
-            score = _blanks_score_zero(score, blank)
+            score = blanks_score_zero(score, blank)
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
                 return self._everything(model, source, order)
@@ -255,7 +253,7 @@ class PatchSelector:
             if blank is not None:
                 chunk_blank = blank_patches(patches)
                 blank.scatter_(1, idx, chunk_blank)
-                yield _Tokens(embed_sharing_blanks(model, patches, chunk_blank), idx)
+                yield _Tokens(embed_sharing_blanks(model.embed, patches, chunk_blank), idx)
             else:
                 yield _Tokens(model.embed(patches.flatten(0, 1)).unflatten(0, idx.shape), idx)
 
@@ -313,45 +311,6 @@ class PatchSelector:
             rest = rest.gather(1, best)
         context_emb = gather_tokens(emb, rest)
         return Selection(order.gather(1, picked), context_emb, order.gather(1, rest), scores)
-
-
-def blank_patches(patches: Tensor) -> Tensor:
-    """(B, n, *patch_shape) → (B, n) bool: the patches whose values are all equal."""
-    low, high = patches.flatten(2).aminmax(dim=2)
-    return low == high
-
-
-EMBED_ROWS_MULTIPLE = 64
-
-
-def embed_sharing_blanks(model: SelectionModel, patches: Tensor, blank: Tensor) -> Tensor:
-    """Embeddings (B, n, D) of patches (B, n, *patch_shape), each blank patch embedded once per distinct value.
-
-    In eval mode a patch's embedding depends on the patch alone, so every blank patch of one value shares one
-    embedding; on a black canvas that is most of the no-gradient pass saved. The encoder's batch is padded to a
-    multiple of `EMBED_ROWS_MULTIPLE` rows: a batch size that changes with every chunk fragments the host heap
-    (each new shape allocates buffers of new sizes), and the process's memory kept growing.
-    """
-    flat, flat_blank = patches.flatten(0, 1), blank.flatten()
-    values, which = flat.flatten(1)[flat_blank, 0].unique(return_inverse=True)
-    stand_ins = values.view(-1, *[1] * (flat.dim() - 1)).expand(-1, *flat.shape[1:])
-    rows = torch.cat([flat[~flat_blank], stand_ins])
-    padding = -rows.shape[0] % EMBED_ROWS_MULTIPLE
-    out = model.embed(torch.cat([rows, rows[-1:].expand(padding, *rows.shape[1:])]))
-    num_content = rows.shape[0] - values.shape[0]
-    emb = out.new_empty(flat.shape[0], out.shape[1])
-    emb[~flat_blank] = out[:num_content]
-    emb[flat_blank] = out[num_content : rows.shape[0]][which]
-    return emb.unflatten(0, blank.shape)
-
-
-def _blanks_score_zero(score: Scorer, blank: Tensor) -> Scorer:
-    """`score` with 0 for the patches marked in `blank` (B, N), so that they rank below every patch with content."""
-
-    def masked(emb: Tensor, idx: Tensor) -> Tensor:
-        return score(emb, idx).masked_fill(blank.gather(1, idx), 0.0)
-
-    return masked
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from dbps.config import load_config
 from dbps.models import PatchClassifier, PatchEncoder, create_aggregator
 from dbps.patches import FeaturePatches, ImagePatches
 from dbps.selection import PatchSelector, eval_mode
-from dbps.selection.selector import EMBED_ROWS_MULTIPLE, blank_patches
+from dbps.selection.blank import EMBED_ROWS_MULTIPLE, blank_patches
 from dbps.tasks import TaskSpec
 from tests.conftest import tiny_model
 
