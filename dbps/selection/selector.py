@@ -218,8 +218,9 @@ class PatchSelector:
             def score(emb: Tensor, idx: Tensor) -> Tensor:
                 return torch.rand(idx.shape, generator=generator, device=idx.device).softmax(dim=1)
 
-        blank = torch.zeros(batch, total, dtype=torch.bool, device=source.device) if self.skip_blank else None
-        if blank is not None:
+        blank = None  # with skip_blank: which patches are blank (B, N), filled in as chunks are embedded
+        if self.skip_blank:
+            blank = torch.zeros(batch, total, dtype=torch.bool, device=source.device)
             score = blanks_score_zero(score, blank)
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
