@@ -25,14 +25,16 @@ def embed_sharing_blanks(embed: Callable[[Tensor], Tensor], patches: Tensor, bla
 
     In eval mode a patch's embedding depends on the patch alone, so every blank patch of one value shares one
     embedding; on a black canvas that is most of the no-gradient pass saved. The encoder's batch is padded to a
-    multiple of `EMBED_ROWS_MULTIPLE` rows: a batch size that changes with every chunk fragments the host heap
-    (each new shape allocates buffers of new sizes), and the process's memory kept growing.
+    multiple of `EMBED_ROWS_MULTIPLE` rows, or to the chunk's own size where that is fewer: a batch size that
+    changes with every chunk fragments the host heap (each new shape allocates buffers of new sizes), and the
+    process's memory kept growing.
     """
     flat, flat_blank = patches.flatten(0, 1), blank.flatten()
     values, which = flat.flatten(1)[flat_blank, 0].unique(return_inverse=True)
     stand_ins = values.view(-1, *[1] * (flat.dim() - 1)).expand(-1, *flat.shape[1:])
     rows = torch.cat([flat[~flat_blank], stand_ins])
-    padding = -rows.shape[0] % EMBED_ROWS_MULTIPLE
+    padded = min(-(-rows.shape[0] // EMBED_ROWS_MULTIPLE) * EMBED_ROWS_MULTIPLE, flat.shape[0])
+    padding = padded - rows.shape[0]  # never more rows than embedding every patch of the chunk
     out = embed(torch.cat([rows, rows[-1:].expand(padding, *rows.shape[1:])]))
     num_content = rows.shape[0] - values.shape[0]
     emb = out.new_empty(flat.shape[0], out.shape[1])
