@@ -136,6 +136,9 @@ class ModelConfig:
     # BatchNorm of the salient patches in the gradient pass: batch statistics (the reference), running statistics
     # (normalised as the context, still updated), or frozen (never updated, for pretrained encoders)
     bn_mode: BatchNormMode = BatchNormMode.BATCH
+    # DA: the context read scaled by a learnable per-channel gate that starts at zero (the model starts as CA over
+    # the salient patches); false is the paper's DA
+    context_gate: bool = False
     num_classes: int | None = None  # default width of task heads that do not give one
 
 

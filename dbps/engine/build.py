@@ -89,6 +89,9 @@ def check_config(config: Config) -> None:
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
+    if m.context_gate and m.aggregator.upper() != "DA":
+        errors.append(f"model.context_gate: gates DA's context read; {config.given.name('model.aggregator')} is "
+                      f"{m.aggregator}")
     if m.encoder not in ENCODERS and not is_timm_model(m.encoder) and pathology_recipe(m.encoder) is None:
         known = ENCODERS.names() + PATHOLOGY_ENCODERS.names()
         message = unknown_name_message("encoder", m.encoder, known)
@@ -271,6 +274,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     aggregator = create_aggregator(
         m.aggregator, dim=m.dim, num_tasks=len(tasks), heads=m.heads, dim_key=m.dim_key, dim_value=m.dim_value,
         dim_ffn=m.dim_ffn, dropout=m.dropout, attn_dropout=m.attn_dropout, per_task=m.attention_per_task,
+        context_gate=m.context_gate,
     )
     if m.attention_per_task and aggregator.num_tokens != len(tasks):
         raise ConfigError(f"model.attention_per_task: {m.aggregator} gives {aggregator.num_tokens} token(s) for "

@@ -312,6 +312,10 @@ def test_names_checked_when_the_run_is_built_carry_the_users_key_too(tmp_path) -
     config, _ = load_config("quickstart", ["model.aggregator=XYZ"])
     with pytest.raises(ConfigError, match=r"^model\.aggregator: unknown aggregator"):
         check_config(config)
+    config, _ = load_config("quickstart", ["model.context_gate=true"])  # the quickstart's aggregator is CA
+    with pytest.raises(ConfigError, match=r"^model\.context_gate: gates DA's context read; model\.aggregator is CA"):
+        check_config(config)
+    check_config(load_config("quickstart", ["model.context_gate=true", "model.aggregator=da"])[0])
 
 
 def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path) -> None:

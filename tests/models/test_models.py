@@ -47,6 +47,20 @@ def test_dual_attention_is_invariant_within_each_set_but_not_across_them() -> No
     assert not torch.allclose(agg(salient, context), swapped)
 
 
+def test_gated_dual_attention_starts_as_cross_attention_over_the_salient_patches_and_learns_the_gate() -> None:
+    gated = create_aggregator("DA", **COMMON, context_gate=True).eval()
+    ca = create_aggregator("CA", **COMMON).eval()
+    ca.load_state_dict({k: v for k, v in gated.state_dict().items() if k in ca.state_dict()})
+    salient, context = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    torch.testing.assert_close(gated(salient, context), ca(salient, torch.zeros(2, 0, 16)))
+    gated(salient, context).square().sum().backward()
+    assert gated.context_scale.grad.abs().sum() > 0  # the gate opens by gradient
+    assert gated.norm_salient.weight.grad.abs().sum() == 0  # the context read trains once it is open
+    with torch.no_grad():
+        gated.context_scale.fill_(0.5)
+    assert not torch.allclose(gated(salient, context), ca(salient, torch.zeros(2, 0, 16)))
+
+
 @pytest.mark.parametrize("name", ["DA", "CA", "ABX", "AB", "TransMIL"])
 def test_output_depends_on_the_context_and_empty_context_works(name: str) -> None:
     agg = create_aggregator(name, **COMMON).eval()

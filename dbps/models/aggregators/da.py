@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from dbps.models.aggregators.base import AGGREGATORS
@@ -16,11 +17,19 @@ class DualAttentionAggregator(CrossAttentionAggregator):
     Z' = LN(Z + Drop(MLP(Z))). The summary of the salient patches decides which context to read, which is
     how background in the context is filtered. With no context (S = 0), Z = LN(Z1). Selection scores
     come from the first attention (the learnable query over the candidates), as in CA.
+
+    Args:
+        dim: embedding width D.
+        context_gate: Z = LN(Z1 + γ ⊙ Z2) with a learnable per-channel γ that starts at zero (LayerScale,
+            as Flamingo's gated cross-attention): the model starts as CA over the salient patches and opens
+            the context read as far as it helps. False: the paper's DA (γ = 1, fixed).
+        **kwargs: the CA arguments.
     """
 
-    def __init__(self, dim: int, **kwargs: object) -> None:
+    def __init__(self, dim: int, context_gate: bool = False, **kwargs: object) -> None:
         super().__init__(dim, **kwargs)  # type: ignore[arg-type]
         self.norm_salient = nn.LayerNorm(dim)
+        self.context_scale = nn.Parameter(torch.zeros(dim)) if context_gate else None
 
     @property
     def context_only_parameters(self) -> bool:
@@ -31,5 +40,6 @@ class DualAttentionAggregator(CrossAttentionAggregator):
         q = self._queries(salient.shape[0])
         z1 = q + self.drop(self.attn(q, salient))
         if context.shape[1] > 0:
-            z1 = z1 + self.drop(self.attn(self.norm_salient(z1), context.to(salient.dtype)))
+            read = self.drop(self.attn(self.norm_salient(z1), context.to(salient.dtype)))
+            z1 = z1 + (read if self.context_scale is None else self.context_scale * read)
         return self._feed_forward(self.norm_attn(z1))
