@@ -252,7 +252,9 @@ def plot_curves(rows: list[dict[str, object]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 4), sharex=True)
-    for (variant, method), seeds in sorted(groups(rows).items()):
+    palette = plt.get_cmap("tab20").colors  # one colour per (variant, method): more than tab10 holds
+    for i, ((variant, method), seeds) in enumerate(sorted(groups(rows).items())):
+        colour = palette[i % len(palette)]
         label = method if variant == "base" else f"{method} ({variant})"
         epochs = sorted({int(r["epoch"]) for runs in seeds.values() for r in runs})
         for ax, task in zip(axes, TASKS, strict=True):
@@ -261,14 +263,17 @@ def plot_curves(rows: list[dict[str, object]], path: Path) -> None:
             if not all(per_epoch):
                 continue
             mean = [statistics.fmean(v) for v in per_epoch]
-            ax.plot(epochs, mean, marker="o", markersize=3, label=f"{label} (n={len(seeds)})",
+            ax.plot(epochs, mean, marker="o", markersize=3, label=f"{label} (n={len(seeds)})", color=colour,
                     linestyle="--" if method == "reference" else "-")
-            ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.15)
+            if len(seeds) > 1:
+                ax.fill_between(epochs, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.15,
+                                color=colour)
     for ax, task in zip(axes, TASKS, strict=True):
         ax.set(title=task, xlabel="epoch", ylabel="test %" if task != "multi" else "test exact match %")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05 * math.ceil(len(labels) / 4) + 0.02, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
