@@ -18,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dbps.data.megapixel_mnist import MegapixelMNIST
-from dbps.data.reference_mnist import ReferenceMegapixelMNIST
+from dbps.data.kinds.mnist import megapixel_mnist_split
 from dbps.selection.blank import blank_patches
 
 
 def ink_patches_per_image(root: Path, patch: int) -> np.ndarray:
     """Number of non-blank patches of a patch × patch grid in each training image."""
-    reference = (root / "train.npy").exists()
-    data = ReferenceMegapixelMNIST(root, "train") if reference else MegapixelMNIST(root, "train")
+    data = megapixel_mnist_split(root, "train")
     counts = []
     for i in range(len(data)):
         image = torch.from_numpy(data.dense(i))

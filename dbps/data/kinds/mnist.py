@@ -4,6 +4,7 @@ reference repositories' `--dataset mnist`)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from dbps.config.schema import ConfigError
 from dbps.data.kinds import DataRequest, DataSplits, PrepareRequest, dataset_kind_builder
@@ -38,6 +39,16 @@ def generate_megapixel_mnist(request: PrepareRequest) -> list[str]:
     return []
 
 
+def megapixel_mnist_split(
+    root: Path, split: str, tasks: list[str] | None = None
+) -> MegapixelMNIST | ReferenceMegapixelMNIST:
+    """One split of a Megapixel MNIST folder in either layout: `dbps make-data`'s (meta.json) or the reference
+    generator's (parameters.json)."""
+    if (root / "meta.json").is_file() or not (root / "parameters.json").is_file():
+        return MegapixelMNIST(root, split, tasks)
+    return ReferenceMegapixelMNIST(root, split, tasks)
+
+
 @dataset_kind_builder(("megapixel_mnist", "mnist"),
                       summary="Megapixel MNIST (4 tasks), made by `dbps make-data` or the reference generator",
                       prepare=generate_megapixel_mnist, tasks=TASKS, channels=1)
@@ -48,12 +59,8 @@ def megapixel_mnist_splits(request: DataRequest) -> DataSplits:
     """
     if request.resize is not None:
         raise ValueError("data.resize: Megapixel MNIST images are used at the size they were made")
-    root = request.root
-    if (root / "meta.json").is_file() or not (root / "parameters.json").is_file():
-        full, test = MegapixelMNIST(root, "train", request.task_names), MegapixelMNIST(root, "test", request.task_names)
-    else:
-        full = ReferenceMegapixelMNIST(root, "train", request.task_names)
-        test = ReferenceMegapixelMNIST(root, "test", request.task_names)
+    full = megapixel_mnist_split(request.root, "train", request.task_names)
+    test = megapixel_mnist_split(request.root, "test", request.task_names)
     train, val = carve_validation(full, request.val_fraction, request.seed)
     chosen = [task for task in MegapixelMNIST.TASKS if task.name in full.tasks]
     channels, height, width = full.image_shape
