@@ -73,14 +73,15 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
         return PatchSelector(Method.IPS, num_salient=num_patches, chunk_size=s.chunk_size)
     if method == "ips":
         return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, score_scale=s.score_scale,
-                             skip_blank=s.skip_blank)
+                             skip_blank=s.skip_blank, mask_blank=s.mask_blank)
     if method == "dbps":
         return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient,
-                             score_scale=s.score_scale, buffer_update=s.buffer_update, skip_blank=s.skip_blank)
+                             score_scale=s.score_scale, buffer_update=s.buffer_update, skip_blank=s.skip_blank,
+                             mask_blank=s.mask_blank)
     if method == "dbps+":
         return PatchSelector(
             Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF,
-            score_scale=s.score_scale, skip_blank=s.skip_blank,
+            score_scale=s.score_scale, skip_blank=s.skip_blank, mask_blank=s.mask_blank,
         )
     raise ValueError(f"unknown benchmark method {method!r}; known: {', '.join(METHODS)}")
 

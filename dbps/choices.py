@@ -104,6 +104,8 @@ def check_selection(
     eval_num_salient: int | None,
     score_scale: float,
     buffer_update: BufferUpdate,
+    skip_blank: bool = False,
+    mask_blank: bool = False,
 ) -> None:
     """The settings of a `dbps.selection.PatchSelector` that go together; the first that does not raises."""
     for name, value in (("num_salient", num_salient), ("chunk_size", chunk_size)):
@@ -123,4 +125,6 @@ def check_selection(
         raise ValueError(f"score_scale must be in (0, 1], got {score_scale}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if mask_blank and not skip_blank:
+        raise ValueError("mask_blank needs skip_blank: blank patches are found while they are scored")
     check_drop_ratio(drop_ratio)

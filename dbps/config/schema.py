@@ -106,6 +106,7 @@ class SelectionConfig:
     # dbps: rank static ∪ dynamic ∪ chunk at once (joint), or the reference's static-then-dynamic update (two_stage)
     buffer_update: BufferUpdate = BufferUpdate.JOINT
     skip_blank: bool = False  # patches whose values are all equal score 0: never salient while others are left
+    mask_blank: bool = False  # with skip_blank: blank salient / context patches are left out of the aggregation
 
 
 @dataclass
@@ -270,7 +271,8 @@ def validate(config: Config, errors: list[str]) -> None:
         check_selection(
             s.method, s.num_salient, s.chunk_size, s.num_context, drop_ratio=config.patches.drop_ratio,
             sampling=s.sampling, temperature=s.temperature, eval_num_salient=s.eval_num_salient,
-            score_scale=s.score_scale, buffer_update=s.buffer_update,
+            score_scale=s.score_scale, buffer_update=s.buffer_update, skip_blank=s.skip_blank,
+            mask_blank=s.mask_blank,
         )
     except ValueError as exc:
         errors.append(f"selection: {exc}")

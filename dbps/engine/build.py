@@ -89,6 +89,9 @@ def check_config(config: Config) -> None:
 
     check("data.name", lambda: dataset_kind(config.data.name))
     check("model.aggregator", lambda: AGGREGATORS.get(m.aggregator))
+    if config.selection.mask_blank and m.aggregator in AGGREGATORS and not AGGREGATORS.get(m.aggregator).masks_tokens:
+        errors.append(f"selection.mask_blank: {m.aggregator} cannot leave tokens out of its aggregation; "
+                      "use CA, DA, AB or ABX")
     if m.context_gate and m.aggregator.upper() != "DA":
         errors.append(f"model.context_gate: gates DA's context read; {config.given.name('model.aggregator')} is "
                       f"{m.aggregator}")

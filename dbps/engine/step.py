@@ -69,7 +69,7 @@ def forward_backward(
     with autocast(source.device, amp_dtype):
         selection = selector.select(core, source, training=True, generator=generator, explore=explore)
         patches = source.fetch(selection.salient_idx)
-        outputs = model(patches, selection.salient_idx, selection.context_emb, selection.context_idx)
+        outputs = model(patches, selection.salient_idx, selection.context_emb, selection.context_idx, selection.masked)
         loss = multitask_loss(outputs, targets, core.tasks)
     (loss * loss_scale).backward()
     return StepOutput(loss.detach(), {name: logits.detach() for name, logits in outputs.items()}, selection)
@@ -102,7 +102,11 @@ def predict(
         with autocast(source.device, amp_dtype):
             selection = selector.select(core, source, training=False)
             outputs = core(
-                source.fetch(selection.salient_idx), selection.salient_idx, selection.context_emb, selection.context_idx
+                source.fetch(selection.salient_idx),
+                selection.salient_idx,
+                selection.context_emb,
+                selection.context_idx,
+                selection.masked,
             )
     finally:
         core.train(was_training)

@@ -35,13 +35,14 @@ class MultiHeadCrossAttention(nn.Module):
         k = self._split(self.k(tokens), self.dim_key)
         return (q @ k.transpose(-2, -1) * self.dim_key**-0.5).softmax(dim=-1)
 
-    def forward(self, query: Tensor, tokens: Tensor) -> Tensor:
-        """(B, T, D) queries, (B, n, D) tokens → (B, T, D)."""
+    def forward(self, query: Tensor, tokens: Tensor, keep: Tensor | None = None) -> Tensor:
+        """(B, T, D) queries, (B, n, D) tokens → (B, T, D); `keep` (B, n) bool: the tokens attended to (None: all)."""
         q = self._split(self.q(query), self.dim_key)
         k = self._split(self.k(tokens), self.dim_key)
         v = self._split(self.v(tokens), self.dim_value)
         dropout = self.attn_dropout if self.training else 0.0
-        mixed = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        mask = None if keep is None else keep[:, None, None, :]
+        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.out(mixed.transpose(1, 2).flatten(2))
 
 

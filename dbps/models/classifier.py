@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from dbps.choices import BatchNormMode
 from dbps.models.aggregators import Aggregator
+from dbps.models.aggregators.base import keep_some
 from dbps.models.batchnorm import batchnorm_mode
 from dbps.models.encoders import PatchEncoder
 from dbps.models.heads import TaskHeads
@@ -76,7 +77,12 @@ class PatchClassifier(nn.Module):
             return self.aggregator.score(self._positioned(emb, idx))
 
     def forward(
-        self, salient_patches: Tensor, salient_idx: Tensor, context_emb: Tensor, context_idx: Tensor
+        self,
+        salient_patches: Tensor,
+        salient_idx: Tensor,
+        context_emb: Tensor,
+        context_idx: Tensor,
+        masked: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Hybrid propagation.
 
@@ -85,6 +91,8 @@ class PatchClassifier(nn.Module):
             salient_idx: (B, M) their patch indices.
             context_emb: (B, S, D) detached sub-salient embeddings from selection (S may be 0).
             context_idx: (B, S) their patch indices.
+            masked: (B, N) bool, patches the aggregator leaves out (`Selection.masked`), or None. The salient ones
+                are still embedded, so the encoder's BatchNorm sees the same batch either way.
 
         Returns:
             Logits per task name, float32, (B, classes).
@@ -93,6 +101,11 @@ class PatchClassifier(nn.Module):
         with batchnorm_mode(self.encoder, self.bn_mode):
             salient = self.embed(salient_patches.flatten(0, 1)).unflatten(0, (batch, num_salient))
         context = context_emb.detach()
+        keep = None
+        if masked is not None:  # an image whose selected patches are all masked keeps them all
+            keep = keep_some(~torch.cat([masked.gather(1, salient_idx), masked.gather(1, context_idx)], dim=1))
         with torch.autocast(salient.device.type, enabled=False):  # the encoder is what autocast speeds up
-            tokens = self.aggregator(self._positioned(salient, salient_idx), self._positioned(context, context_idx))
+            tokens = self.aggregator(
+                self._positioned(salient, salient_idx), self._positioned(context, context_idx), keep
+            )
             return self.heads(tokens)

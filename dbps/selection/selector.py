@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -49,12 +49,15 @@ class Selection:
         scores: (B, N) float32 score of every patch: for `dbps+` its attention weight among all kept
             patches; for `ips`/`dbps` its weight among the candidates of the chunk it arrived in.
             NaN where a patch was dropped or never scored (when M ≥ N' nothing needs scoring).
+        masked: (B, N) bool, the patches the aggregator is to leave out (with `mask_blank`: the blank ones seen
+            by the pass), or None.
     """
 
     salient_idx: Tensor
     context_emb: Tensor
     context_idx: Tensor
     scores: Tensor
+    masked: Tensor | None = None
 
 
 @contextmanager
@@ -105,6 +108,9 @@ class PatchSelector:
         skip_blank: a patch whose values are all equal (black canvas, padding, a blank scan) scores 0, below every
             patch with content, so it is salient or context only where an image has too few others. An untrained
             attention can otherwise prefer the one embedding that all blank patches share and fill the buffers with it.
+        mask_blank: (with `skip_blank`) the blank patches among the salient and context ones are also left out of
+            the aggregation (`Selection.masked`), as a tissue mask leaves background out of a slide's bag; an image
+            whose selected patches are all blank keeps them.
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class PatchSelector:
         score_scale: float = 1.0,
         buffer_update: BufferUpdate | str = BufferUpdate.JOINT,
         skip_blank: bool = False,
+        mask_blank: bool = False,
     ) -> None:
         self.method = parse_enum(Method, method, "method")
         self.sampling = parse_enum(Sampling, sampling, "sampling")
@@ -131,7 +138,7 @@ class PatchSelector:
         check_selection(
             self.method, num_salient, chunk_size, num_context, drop_ratio=drop_ratio, sampling=self.sampling,
             temperature=temperature, eval_num_salient=eval_num_salient, score_scale=score_scale,
-            buffer_update=self.buffer_update,
+            buffer_update=self.buffer_update, skip_blank=skip_blank, mask_blank=mask_blank,
         )
         self.num_salient = num_salient
         self.chunk_size = chunk_size
@@ -142,6 +149,7 @@ class PatchSelector:
         self.eval_num_salient = eval_num_salient or num_salient
         self.score_scale = score_scale
         self.skip_blank = skip_blank
+        self.mask_blank = mask_blank
 
     @classmethod
     def from_config(cls, config: Config) -> PatchSelector:
@@ -161,6 +169,7 @@ class PatchSelector:
             score_scale=s.score_scale,
             buffer_update=s.buffer_update,
             skip_blank=s.skip_blank,
+            mask_blank=s.mask_blank,
         )
 
     def context_may_be_empty(self, num_patches: int | None = None) -> bool:
@@ -177,7 +186,8 @@ class PatchSelector:
         return (
             f"PatchSelector(method={self.method.value!r}, M={self.num_salient}, I={self.chunk_size}, "
             f"S={self.num_context}, drop_ratio={self.drop_ratio}, sampling={self.sampling.value!r}, "
-            f"score_scale={self.score_scale}, buffer_update={self.buffer_update.value!r}, skip_blank={self.skip_blank})"
+            f"score_scale={self.score_scale}, buffer_update={self.buffer_update.value!r}, "
+            f"skip_blank={self.skip_blank}, mask_blank={self.mask_blank})"
         )
 
     @torch.no_grad()
@@ -224,7 +234,7 @@ class PatchSelector:
             score = blanks_score_zero(score, blank)
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
-                return self._everything(model, source, order)
+                return self._everything(model, source, order)  # nothing is embedded, so nothing is known blank
             if self.method is Method.DBPS_PLUS:
                 selection = self._embed_all_then_sample(
                     model, score, source, order, blank, num_salient, training, generator
@@ -235,6 +245,8 @@ class PatchSelector:
                 )
         if explore and training:
             selection.scores.fill_(float("nan"))
+        if self.mask_blank:
+            selection = replace(selection, masked=blank)
         return selection
 
     def _chunks(

@@ -316,6 +316,15 @@ def test_names_checked_when_the_run_is_built_carry_the_users_key_too(tmp_path) -
     with pytest.raises(ConfigError, match=r"^model\.context_gate: gates DA's context read; model\.aggregator is CA"):
         check_config(config)
     check_config(load_config("quickstart", ["model.context_gate=true", "model.aggregator=da"])[0])
+    config, _ = load_config("quickstart", ["selection.mask_blank=true", "model.aggregator=TransMIL"])
+    with pytest.raises(ConfigError, match=r"^selection\.mask_blank: TransMIL cannot leave tokens out"):
+        check_config(config)
+    check_config(load_config("quickstart", ["selection.mask_blank=true", "model.aggregator=ABX"])[0])
+
+
+def test_mask_blank_without_skip_blank_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"selection: mask_blank needs skip_blank"):
+        load_config("quickstart", ["selection.mask_blank=true", "selection.skip_blank=false"])
 
 
 def test_a_named_data_folder_that_does_not_exist_is_not_generated_into(tmp_path) -> None:

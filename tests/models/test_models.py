@@ -61,6 +61,45 @@ def test_gated_dual_attention_starts_as_cross_attention_over_the_salient_patches
     assert not torch.allclose(gated(salient, context), ca(salient, torch.zeros(2, 0, 16)))
 
 
+MASKING = [name for name in AGGREGATORS.names() if AGGREGATORS.get(name).masks_tokens]
+
+
+@pytest.mark.parametrize("name", MASKING)
+def test_tokens_left_out_by_keep_are_as_if_removed_from_the_bag(name: str) -> None:
+    agg = create_aggregator(name, **COMMON, context_gate=name == "DA").eval()
+    with torch.no_grad():  # the parts that start switched off take part too
+        if name == "DA":
+            agg.context_scale.fill_(0.7)
+        if name == "ABX":
+            agg.alpha.fill_(0.5)
+    salient, context = torch.randn(1, 5, 16), torch.randn(1, 7, 16)
+    keep = torch.tensor([[1, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1]], dtype=torch.bool)
+    removed = agg(salient[:, keep[0, :5]], context[:, keep[0, 5:]])
+    torch.testing.assert_close(agg(salient, context, keep), removed)
+    assert not torch.allclose(agg(salient, context), removed)
+    # the tokens left out get no gradient: changing them changes nothing
+    other = agg(salient.masked_fill(~keep[:, :5, None], 3.0), context.masked_fill(~keep[:, 5:, None], -2.0), keep)
+    torch.testing.assert_close(other, removed)
+
+
+@pytest.mark.parametrize("name", MASKING)
+def test_keep_applies_per_image_in_a_batch(name: str) -> None:
+    agg = create_aggregator(name, **COMMON).eval()
+    salient, context = torch.randn(2, 4, 16), torch.randn(2, 6, 16)
+    keep = torch.ones(2, 10, dtype=torch.bool)
+    keep[0, 2:] = False  # image 0 keeps two salient tokens and no context
+    batched = agg(salient, context, keep)
+    torch.testing.assert_close(batched[:1], agg(salient[:1, :2], context[:1, :0]))
+    torch.testing.assert_close(batched[1:], agg(salient[1:], context[1:]))
+
+
+def test_transmil_refuses_to_leave_tokens_out() -> None:
+    agg = create_aggregator("TransMIL", **COMMON)
+    assert not agg.masks_tokens
+    with pytest.raises(ValueError, match="TransMIL cannot leave tokens out"):
+        agg(torch.randn(1, 2, 16), torch.randn(1, 3, 16), torch.ones(1, 5, dtype=torch.bool))
+
+
 @pytest.mark.parametrize("name", ["DA", "CA", "ABX", "AB", "TransMIL"])
 def test_output_depends_on_the_context_and_empty_context_works(name: str) -> None:
     agg = create_aggregator(name, **COMMON).eval()

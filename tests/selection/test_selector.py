@@ -400,3 +400,54 @@ def test_skip_blank_embeds_each_blank_value_once_and_selects_as_if_it_embedded_e
         scores = model.score(emb, torch.arange(36).expand(3, -1)).masked_fill(blank_patches(patches), 0)
     torch.testing.assert_close(selection.scores, scores)
     assert as_sets(selection.salient_idx) == as_sets(scores.topk(3, dim=1).indices)
+
+
+@pytest.mark.parametrize(
+    ("method", "num_salient", "num_context"), [("ips", 8, None), ("dbps", 4, 4), ("dbps+", 4, None)]
+)
+def test_mask_blank_hands_the_blank_patches_to_the_aggregator_and_the_model_leaves_them_out(
+    method: str, num_salient: int, num_context: int | None
+) -> None:
+    images = torch.zeros(2, 1, 48, 48)
+    images[:, :, 8:24, 8:32] = torch.rand(2, 1, 16, 24)  # 6 of the 36 patches of each image have content
+    source = ImagePatches(images, 8)
+    model = tiny_model("CA", dim=16).eval()
+    kwargs = {"num_salient": num_salient, "chunk_size": 12, "num_context": num_context, "skip_blank": True}
+    assert PatchSelector(method, **kwargs).select(model, source, training=False).masked is None
+    selection = PatchSelector(method, mask_blank=True, **kwargs).select(model, source, training=False)
+    assert selection.masked.tolist() == blank_patches(source.fetch(torch.arange(36).expand(2, -1))).tolist()
+    salient_kept = ~selection.masked.gather(1, selection.salient_idx)
+    context_kept = ~selection.masked.gather(1, selection.context_idx)
+    assert (salient_kept.sum(1) + context_kept.sum(1)).tolist() == [6, 6]  # the blank ones are selected too
+    with torch.no_grad():
+        patches = source.fetch(selection.salient_idx)
+        args = (patches, selection.salient_idx, selection.context_emb, selection.context_idx)
+        outputs, unmasked = model(*args, selection.masked), model(*args)
+        for b in range(2):  # each image alone, its blank patches removed by hand
+            s, c = salient_kept[b], context_kept[b]
+            alone = model(patches[b : b + 1, s], selection.salient_idx[b : b + 1, s],
+                          selection.context_emb[b : b + 1, c], selection.context_idx[b : b + 1, c])
+            for name in outputs:
+                torch.testing.assert_close(outputs[name][b : b + 1], alone[name])
+                assert not torch.allclose(outputs[name][b : b + 1], unmasked[name][b : b + 1])
+
+
+def test_mask_blank_keeps_every_token_of_an_all_blank_image() -> None:
+    source = ImagePatches(torch.zeros(1, 1, 32, 32), 8)
+    model = tiny_model("CA", dim=16).eval()
+    selector = PatchSelector("dbps", num_salient=3, chunk_size=8, num_context=4, skip_blank=True, mask_blank=True)
+    selection = selector.select(model, source, training=False)
+    assert selection.masked.all()
+    with torch.no_grad():
+        patches = source.fetch(selection.salient_idx)
+        args = (patches, selection.salient_idx, selection.context_emb, selection.context_idx)
+        for name, logits in model(*args, selection.masked).items():
+            torch.testing.assert_close(logits, model(*args)[name])
+
+
+def test_mask_blank_needs_skip_blank() -> None:
+    with pytest.raises(ValueError, match="mask_blank needs skip_blank"):
+        PatchSelector("ips", num_salient=3, chunk_size=8, mask_blank=True)
+    assert PatchSelector.from_config(
+        load_config("quickstart", ["selection.mask_blank=true"])[0]
+    ).mask_blank

@@ -32,13 +32,16 @@ class GatedAttentionAggregator(Aggregator):
         self.drop = nn.Dropout(dropout)
         self.weight = nn.Linear(dim, self.num_tokens)
 
-    def _weights(self, x: Tensor) -> Tensor:
+    def _weights(self, x: Tensor, keep: Tensor | None = None) -> Tensor:
         hidden = torch.tanh(self.value(x)) * torch.sigmoid(self.gate(x))
-        return self.weight(self.drop(hidden)).softmax(dim=1)  # B, n, T
+        logits = self.weight(self.drop(hidden))  # B, n, T
+        if keep is not None:
+            logits = logits.masked_fill(~keep[:, :, None], float("-inf"))
+        return logits.softmax(dim=1)
 
     def score(self, x: Tensor) -> Tensor:
         return self._weights(x).mean(dim=2)
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
         x = torch.cat([salient, context.to(salient.dtype)], dim=1)
-        return self._weights(x).transpose(1, 2) @ x  # B, T, D
+        return self._weights(x, keep).transpose(1, 2) @ x  # B, T, D

@@ -58,20 +58,23 @@ class ABMILXAggregator(Aggregator):
         self.norm_ffn = nn.LayerNorm(dim)
         self.ffn = FeedForward(dim, dim_ffn or 4 * dim, dropout, nn.GELU)
 
-    def _heads_and_weights(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _heads_and_weights(self, x: Tensor, keep: Tensor | None = None) -> tuple[Tensor, Tensor]:
         xh = self.inp(x).unflatten(-1, (self.heads, -1)).transpose(1, 2)  # B, H, n, D/H
         logits = self.logit(xh)  # B, H, n, T
         normed = self.norm_plus(xh)
-        mixed = F.scaled_dot_product_attention(self.q(normed), self.k(normed), logits)
-        weights = (logits + self.alpha * mixed).softmax(dim=2)  # B, H, n, T
-        return xh, weights
+        mask = None if keep is None else keep[:, None, None, :]  # left-out instances are not mixed in either
+        mixed = F.scaled_dot_product_attention(self.q(normed), self.k(normed), logits, attn_mask=mask)
+        refined = logits + self.alpha * mixed
+        if keep is not None:
+            refined = refined.masked_fill(~keep[:, None, :, None], float("-inf"))
+        return xh, refined.softmax(dim=2)  # B, H, n, T
 
     def score(self, x: Tensor) -> Tensor:
         return self._heads_and_weights(x)[1].mean(dim=(1, 3))
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
         x = torch.cat([salient, context.to(salient.dtype)], dim=1)
-        xh, weights = self._heads_and_weights(x)
+        xh, weights = self._heads_and_weights(x, keep)
         pooled = weights.transpose(2, 3) @ xh  # B, H, T, D/H
         z = self.out(pooled.transpose(1, 2).flatten(2))  # B, T, D
         return z + self.ffn(self.norm_ffn(z))

@@ -20,6 +20,8 @@ class Aggregator(nn.Module):
     """
 
     num_tokens: int
+    masks_tokens: bool = True
+    """Whether `forward` can leave tokens out (its `keep` argument)."""
 
     @property
     def context_only_parameters(self) -> bool:
@@ -31,12 +33,21 @@ class Aggregator(nn.Module):
         """Attention weights (B, n) of the aggregator over candidates x (B, n, D); each row sums to one."""
         raise NotImplementedError
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
-        """Salient embeddings (B, M, D) with gradients and detached context (B, S, D) → tokens (B, T, D)."""
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
+        """Salient embeddings (B, M, D) with gradients and detached context (B, S, D) → tokens (B, T, D).
+
+        `keep` (B, M + S) bool, salient then context: the tokens that take part (None: all). Every row keeps one
+        at least; the output is then the same as with the others removed from the bag.
+        """
         raise NotImplementedError
 
 
 AGGREGATORS: Registry[Aggregator] = Registry("aggregator")
+
+
+def keep_some(keep: Tensor | None) -> Tensor | None:
+    """`keep` (B, n) with the rows that keep nothing keeping everything, so that no softmax runs over nothing."""
+    return None if keep is None else keep | ~keep.any(dim=1, keepdim=True)
 
 
 def create_aggregator(name: str, **kwargs: object) -> Aggregator:

@@ -55,7 +55,7 @@ class CrossAttentionAggregator(Aggregator):
     def score(self, x: Tensor) -> Tensor:
         return self.attn.weights(self._queries(x.shape[0]), x).mean(dim=(1, 2))
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
         tokens = torch.cat([salient, context.to(salient.dtype)], dim=1)
         q = self._queries(tokens.shape[0])
-        return self._feed_forward(self.norm_attn(q + self.drop(self.attn(q, tokens))))
+        return self._feed_forward(self.norm_attn(q + self.drop(self.attn(q, tokens, keep))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dbps.models.aggregators.base import AGGREGATORS
+from dbps.models.aggregators.base import AGGREGATORS, keep_some
 from dbps.models.aggregators.ca import CrossAttentionAggregator
 
 
@@ -36,10 +36,17 @@ class DualAttentionAggregator(CrossAttentionAggregator):
         """`norm_salient` only normalises the query of the context read, which an empty context skips."""
         return True
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
+        num_salient = salient.shape[1]
+        salient_keep = context_keep = None
+        if keep is not None:  # a row may keep context only, or salient patches only: each read gets its own mask
+            salient_keep = keep_some(keep[:, :num_salient])
+            context_keep = keep[:, num_salient:]
         q = self._queries(salient.shape[0])
-        z1 = q + self.drop(self.attn(q, salient))
+        z1 = q + self.drop(self.attn(q, salient, salient_keep))
         if context.shape[1] > 0:
-            read = self.drop(self.attn(self.norm_salient(z1), context.to(salient.dtype)))
+            read = self.drop(self.attn(self.norm_salient(z1), context.to(salient.dtype), keep_some(context_keep)))
+            if context_keep is not None:  # an image with no context left reads nothing
+                read = read * context_keep.any(dim=1)[:, None, None]
             z1 = z1 + (read if self.context_scale is None else self.context_scale * read)
         return self._feed_forward(self.norm_attn(z1))

@@ -54,6 +54,8 @@ class TransMILAggregator(Aggregator):
         **_: the other common aggregator arguments, unused here.
     """
 
+    masks_tokens = False  # PPEG convolves every token laid on its grid: none can be left out
+
     def __init__(self, dim: int, heads: int = 8, dropout: float = 0.0, **_: object) -> None:
         super().__init__()
         if dim % heads:
@@ -84,7 +86,9 @@ class TransMILAggregator(Aggregator):
         per_patch = weights.new_zeros(x.shape[:2]).index_add_(1, cells, weights)
         return per_patch / per_patch.sum(dim=1, keepdim=True)
 
-    def forward(self, salient: Tensor, context: Tensor) -> Tensor:
+    def forward(self, salient: Tensor, context: Tensor, keep: Tensor | None = None) -> Tensor:
+        if keep is not None:
+            raise ValueError("TransMIL cannot leave tokens out (keep): PPEG convolves all of them")
         x = torch.cat([salient, context.to(salient.dtype)], dim=1)
         h, _ = self._second_layer_input(x)
         return self.norm(self.layer2(h))[:, :1]
