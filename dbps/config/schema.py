@@ -131,6 +131,7 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     pos_enc: bool = False
+    pos_gate: bool = False  # the positional encoding scaled by a learnable per-channel gate that starts at zero
     # MIL pooling (AB, ABX): one attention branch and token per task instead of one shared token; CA and DA always
     # have one query per task
     attention_per_task: bool = False
@@ -265,6 +266,8 @@ def validate(config: Config, errors: list[str]) -> None:
         errors.append(f"train.max_bad_steps: must be ≥ 1, got {t.max_bad_steps}")
     if not 0 <= config.data.val_fraction < 1:
         errors.append(f"data.val_fraction: must be in [0, 1), got {config.data.val_fraction}")
+    if config.model.pos_gate and not config.model.pos_enc:
+        errors.append("model.pos_gate: gates the positional encoding; model.pos_enc is false")
     if s.method is Method.DBPS and s.num_context is None:
         errors.append("selection.num_context: method 'dbps' needs the dynamic buffer size S")
     try:  # what `PatchSelector.from_config` would refuse

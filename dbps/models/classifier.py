@@ -29,6 +29,8 @@ class PatchClassifier(nn.Module):
         aggregator: a registered aggregator of width D.
         tasks: the prediction targets, one head each.
         pos_enc: add a fixed sinusoidal encoding of each patch's grid index before scoring/aggregating.
+        pos_gate: scale that encoding by a learnable per-channel gate that starts at zero, so that scores and
+            attention start from the content alone and take position in as far as a task needs it.
         bn_mode: how the encoder's BatchNorm layers treat the salient patches in the gradient pass (train mode):
             `batch`, `running` or `frozen` (see `BatchNormMode`). In eval mode every layer uses running statistics.
     """
@@ -39,6 +41,7 @@ class PatchClassifier(nn.Module):
         aggregator: Aggregator,
         tasks: list[TaskSpec],
         pos_enc: bool = False,
+        pos_gate: bool = False,
         bn_mode: BatchNormMode | str = BatchNormMode.BATCH,
     ):
         super().__init__()
@@ -51,6 +54,7 @@ class PatchClassifier(nn.Module):
         self.heads = TaskHeads(encoder.embed_dim, tasks)
         self.tasks = list(tasks)
         self.pos_enc = pos_enc
+        self.pos_scale = nn.Parameter(torch.zeros(encoder.embed_dim)) if pos_gate else None
         self.bn_mode = parse_enum(BatchNormMode, bn_mode, "bn_mode")
 
     @property
@@ -64,7 +68,10 @@ class PatchClassifier(nn.Module):
     def _positioned(self, emb: Tensor, idx: Tensor) -> Tensor:
         """Float32 embeddings with the positional encoding added: the aggregator always runs in float32."""
         emb = emb.float()
-        return emb + sinusoidal_encoding(idx, emb.shape[-1]) if self.pos_enc else emb
+        if not self.pos_enc:
+            return emb
+        position = sinusoidal_encoding(idx, emb.shape[-1])
+        return emb + (position if self.pos_scale is None else self.pos_scale * position)
 
     def score(self, emb: Tensor, idx: Tensor) -> Tensor:
         """Aggregator attention weights (B, n) over candidate embeddings (B, n, D) at patch indices (B, n).

@@ -369,3 +369,9 @@ def test_every_config_key_is_documented_in_docs_config() -> None:
     all_keys = keys(schema.Config)
     assert len(all_keys) > 50
     assert [key for key in all_keys if f"`{key}`" not in documented] == []
+
+
+def test_pos_gate_without_pos_enc_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"model\.pos_gate: gates the positional encoding; model\.pos_enc is false"):
+        load_config("quickstart", ["model.pos_gate=true"])
+    assert load_config("mnist_ips", ["model.pos_gate=true"])[0].model.pos_gate

@@ -178,6 +178,28 @@ def test_positional_encoding_changes_scores_of_identical_patches() -> None:
     assert not torch.allclose(model.score(emb, torch.tensor([[0, 1, 2]])), torch.full((1, 3), 1 / 3))
 
 
+def test_gated_positional_encoding_starts_from_the_content_alone_and_learns_its_gate() -> None:
+    tasks = [TaskSpec("t", 2)]
+    torch.manual_seed(0)
+    gated = PatchClassifier(create_encoder("projector", in_dim=4, dim=8), create_aggregator("CA", dim=8), tasks,
+                            pos_enc=True, pos_gate=True)
+    plain = PatchClassifier(create_encoder("projector", in_dim=4, dim=8), create_aggregator("CA", dim=8), tasks)
+    plain.load_state_dict({k: v for k, v in gated.state_dict().items() if k != "pos_scale"})
+    patches, idx = torch.randn(2, 3, 4), torch.tensor([[0, 5, 9], [2, 3, 7]])
+    context, context_idx = torch.randn(2, 4, 8), torch.tensor([[1, 2, 3, 4], [0, 1, 4, 5]])
+    emb = gated.embed(patches.flatten(0, 1)).unflatten(0, (2, 3))
+    torch.testing.assert_close(gated.score(emb, idx), plain.score(emb, idx))
+    args = (patches, idx, context, context_idx)
+    torch.testing.assert_close(gated(*args)["t"], plain(*args)["t"])
+    gated(*args)["t"].square().sum().backward()
+    assert gated.pos_scale.grad.abs().sum() > 0  # the gate opens by gradient
+    with torch.no_grad():
+        gated.pos_scale.fill_(1.0)  # fully open: the fixed encoding
+    fixed = PatchClassifier(gated.encoder, gated.aggregator, tasks, pos_enc=True)
+    torch.testing.assert_close(gated.score(emb, idx), fixed.score(emb, idx))
+    assert not torch.allclose(gated.score(emb, idx), plain.score(emb, idx))
+
+
 def test_multitask_loss_is_the_mean_of_cross_entropy_and_bce() -> None:
     tasks = [TaskSpec("a", 3), TaskSpec("b", 4, "sigmoid", "multilabel_accuracy")]
     outputs = {"a": torch.randn(2, 3), "b": torch.randn(2, 4)}
