@@ -282,8 +282,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     if m.attention_per_task and aggregator.num_tokens != len(tasks):
         raise ConfigError(f"model.attention_per_task: {m.aggregator} gives {aggregator.num_tokens} token(s) for "
                           f"{len(tasks)} tasks; it has no per-task attention")
-    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, pos_gate=m.pos_gate,
-                           bn_mode=m.bn_mode)
+    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, pos_gate=m.pos_gate, bn_mode=m.bn_mode)
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:
