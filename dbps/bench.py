@@ -18,6 +18,7 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -71,18 +72,16 @@ def method_selector(method: str, config: Config, num_patches: int) -> PatchSelec
     s, p = config.selection, config.patches
     if method == "full":
         return PatchSelector(Method.IPS, num_salient=num_patches, chunk_size=s.chunk_size)
+    # what every selecting method takes from the config as it is
+    shared: dict[str, Any] = {"score_scale": s.score_scale, "skip_blank": s.skip_blank, "mask_blank": s.mask_blank}
     if method == "ips":
-        return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, score_scale=s.score_scale,
-                             skip_blank=s.skip_blank, mask_blank=s.mask_blank)
+        return PatchSelector(Method.IPS, s.num_salient, s.chunk_size, **shared)
     if method == "dbps":
         return PatchSelector(Method.DBPS, s.num_salient, s.chunk_size, s.num_context or s.num_salient,
-                             score_scale=s.score_scale, buffer_update=s.buffer_update, skip_blank=s.skip_blank,
-                             mask_blank=s.mask_blank)
+                             buffer_update=s.buffer_update, **shared)
     if method == "dbps+":
-        return PatchSelector(
-            Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3, sampling=Sampling.HALF,
-            score_scale=s.score_scale, skip_blank=s.skip_blank, mask_blank=s.mask_blank,
-        )
+        return PatchSelector(Method.DBPS_PLUS, s.num_salient, s.chunk_size, drop_ratio=p.drop_ratio or 0.3,
+                             sampling=Sampling.HALF, **shared)
     raise ValueError(f"unknown benchmark method {method!r}; known: {', '.join(METHODS)}")
 
 

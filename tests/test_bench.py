@@ -56,6 +56,11 @@ def test_method_selectors_share_m_and_i() -> None:
     assert selectors["dbps"].num_context == 4 and selectors["dbps+"].drop_ratio == 0.3
     two_stage, _ = load_config("quickstart", [*SMALL, "selection.buffer_update=two_stage"])
     assert bench.method_selector("dbps", two_stage, 900).buffer_update == "two_stage"
+    blank, _ = load_config("quickstart", [*SMALL, "selection.skip_blank=true", "selection.mask_blank=true",
+                                          "selection.score_scale=0.5"])
+    for method in ("ips", "dbps", "dbps+"):
+        selector = bench.method_selector(method, blank, 900)
+        assert (selector.skip_blank, selector.mask_blank, selector.score_scale) == (True, True, 0.5), method
     with pytest.raises(ValueError, match="unknown benchmark method"):
         bench.method_selector("fast", config, 900)
 
