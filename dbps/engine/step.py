@@ -69,7 +69,8 @@ def forward_backward(
     with autocast(source.device, amp_dtype):
         selection = selector.select(core, source, training=True, generator=generator, explore=explore)
         patches = source.fetch(selection.salient_idx)
-        outputs = model(patches, selection.salient_idx, selection.context_emb, selection.context_idx, selection.masked)
+        masked = selection.aggregation_mask(patches)
+        outputs = model(patches, selection.salient_idx, selection.context_emb, selection.context_idx, masked)
         loss = multitask_loss(outputs, targets, core.tasks)
     (loss * loss_scale).backward()
     return StepOutput(loss.detach(), {name: logits.detach() for name, logits in outputs.items()}, selection)
@@ -101,12 +102,13 @@ def predict(
     try:
         with autocast(source.device, amp_dtype):
             selection = selector.select(core, source, training=False)
+            patches = source.fetch(selection.salient_idx)
             outputs = core(
-                source.fetch(selection.salient_idx),
+                patches,
                 selection.salient_idx,
                 selection.context_emb,
                 selection.context_idx,
-                selection.masked,
+                selection.aggregation_mask(patches),
             )
     finally:
         core.train(was_training)

@@ -51,6 +51,8 @@ class Selection:
             NaN where a patch was dropped or never scored (when M ≥ N' nothing needs scoring).
         masked: (B, N) bool, the patches the aggregator is to leave out (with `mask_blank`: the blank ones seen
             by the pass), or None.
+        mask_salient_blank: the pass embedded nothing (M ≥ N'), so which salient patches are blank is found from
+            the raw patches the gradient pass fetches (`aggregation_mask`) instead of being fetched twice.
     """
 
     salient_idx: Tensor
@@ -58,6 +60,14 @@ class Selection:
     context_idx: Tensor
     scores: Tensor
     masked: Tensor | None = None
+    mask_salient_blank: bool = False
+
+    def aggregation_mask(self, salient_patches: Tensor) -> Tensor | None:
+        """The (B, N) mask the classifier takes, given the salient patches (B, M, *patch_shape) it re-embeds."""
+        if not self.mask_salient_blank:
+            return self.masked
+        masked = torch.zeros(self.scores.shape, dtype=torch.bool, device=self.salient_idx.device)
+        return masked.scatter_(1, self.salient_idx, blank_patches(salient_patches).to(masked.device))
 
 
 @contextmanager
@@ -234,7 +244,7 @@ class PatchSelector:
             score = blanks_score_zero(score, blank)
         with eval_mode(model):  # type: ignore[arg-type]
             if num_salient >= keep and self.method is not Method.DBPS_PLUS:
-                return self._everything(model, source, order)  # nothing is embedded, so nothing is known blank
+                return replace(self._everything(model, source, order), mask_salient_blank=self.mask_blank)
             if self.method is Method.DBPS_PLUS:
                 selection = self._embed_all_then_sample(
                     model, score, source, order, blank, num_salient, training, generator

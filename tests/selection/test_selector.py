@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dbps.config import load_config
+from dbps.engine.step import predict
 from dbps.models import PatchClassifier, PatchEncoder, create_aggregator
 from dbps.patches import FeaturePatches, ImagePatches
 from dbps.selection import PatchSelector, eval_mode
@@ -430,6 +431,33 @@ def test_mask_blank_hands_the_blank_patches_to_the_aggregator_and_the_model_leav
             for name in outputs:
                 torch.testing.assert_close(outputs[name][b : b + 1], alone[name])
                 assert not torch.allclose(outputs[name][b : b + 1], unmasked[name][b : b + 1])
+
+
+@pytest.mark.parametrize("method", ["ips", "dbps"])
+def test_mask_blank_with_every_patch_salient_finds_the_blank_ones_in_the_fetched_patches(method: str) -> None:
+    images = torch.zeros(2, 1, 24, 24)
+    images[:, :, 4:12, 2:20] = torch.rand(2, 1, 8, 18)  # 6 of the 9 patches of each image have content
+    source = ImagePatches(images, 8)
+    model = tiny_model("CA", dim=16).eval()
+    embedded: list[int] = []
+    model.encoder.register_forward_hook(lambda _m, args, _out: embedded.append(args[0].shape[0]))
+    selector = PatchSelector(method, num_salient=9, chunk_size=4, num_context=2 if method == "dbps" else None,
+                             skip_blank=True, mask_blank=True)
+    selection = selector.select(model, source, training=False)
+    assert embedded == [] and selection.masked is None  # M ≥ N: the no-gradient pass embeds nothing
+    patches = source.fetch(selection.salient_idx)
+    masked = selection.aggregation_mask(patches)
+    assert masked.tolist() == blank_patches(source.fetch(torch.arange(9).expand(2, -1))).tolist()
+    outputs, _ = predict(model, selector, source)
+    for b in range(2):  # each image alone, its blank patches removed by hand
+        content = ~masked[b].gather(0, selection.salient_idx[b])
+        with torch.no_grad():
+            alone = model(patches[b : b + 1, content], selection.salient_idx[b : b + 1, content],
+                          selection.context_emb[b : b + 1], selection.context_idx[b : b + 1])
+        for name in outputs:
+            torch.testing.assert_close(outputs[name][b : b + 1], alone[name])
+    unmasked = PatchSelector(method, num_salient=9, chunk_size=4, skip_blank=True)
+    assert unmasked.select(model, source, training=False).aggregation_mask(patches) is None
 
 
 def test_mask_blank_keeps_every_token_of_an_all_blank_image() -> None:
