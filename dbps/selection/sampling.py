@@ -39,7 +39,14 @@ def sample_salient(
     reference: bool = False,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Positions (B, min(k, n)) of the salient candidates, given their scores (B, n)."""
+    """Positions (B, min(k, n)) of the salient candidates, given their scores (B, n).
+
+    'half' draws ceil(k/2) inside the top k and the rest outside it, among the patches with a score above 0: a
+    patch that scores 0 (a blank one under `skip_blank`) has no probability to be drawn with, so where fewer
+    patches outside the top k have one, the remaining places go to the best-ranked of the top k not drawn. On
+    sparse images (Megapixel MNIST: fewer patches with ink than M) the third draw would otherwise re-embed blank
+    canvas in place of ink. With `reference=True` every outside patch is drawn from, as the reference code does.
+    """
     n = scores.shape[1]
     k = min(k, n)
     top = scores.topk(k, dim=1).indices
@@ -50,9 +57,23 @@ def sample_salient(
         return gumbel_top_k(logits, k, generator)
     from_rest = min(k - math.ceil(k / 2), n - k)
     from_top = k - from_rest
-    inside = top.gather(1, gumbel_top_k(logits.gather(1, top), from_top, generator))
+    drawn = gumbel_top_k(logits.gather(1, top), from_top, generator)
+    inside = top.gather(1, drawn)
     if from_rest == 0:
         return inside
     in_top = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
     outside = gumbel_top_k(logits.masked_fill(in_top, float("-inf")), from_rest, generator)
+    if not reference:
+        outside = _fill_from_top(outside, scores.gather(1, outside) > 0, top, drawn)
     return torch.cat([inside, outside], dim=1)
+
+
+def _fill_from_top(outside: Tensor, drawable: Tensor, top: Tensor, drawn: Tensor) -> Tensor:
+    """`outside` (B, r) in draw order with the places not `drawable` given to the best-ranked top positions
+    (`top`, (B, k), in score order) not among `drawn` (positions into `top`), without a host sync."""
+    rank = torch.arange(outside.shape[1], device=outside.device).expand_as(outside)
+    valid_first = outside.gather(1, (~drawable).to(torch.uint8).argsort(dim=1, stable=True))
+    num_valid = drawable.sum(dim=1, keepdim=True)
+    not_drawn = torch.ones_like(top, dtype=torch.bool).scatter_(1, drawn, False)
+    spare = top.gather(1, (~not_drawn).to(torch.uint8).argsort(dim=1, stable=True))  # in score order
+    return torch.where(rank < num_valid, valid_first, spare.gather(1, (rank - num_valid).clamp_min(0)))

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dbps.patches import FeaturePatches
-from dbps.selection import PatchSelector, Sampling, sample_salient
-from tests.selection.test_selector import feature_model
+from dbps.selection import PatchSelector, Sampling, gumbel_top_k, sample_salient
+from tests.selection.test_selector import as_sets, feature_model
 
 
 def attention_weights(n: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
@@ -37,6 +37,48 @@ def test_half_with_too_few_outside_patches_still_returns_m() -> None:
     scores = attention_weights(5, batch=3)
     picked = sample_salient(scores, 4, Sampling.HALF, generator=torch.Generator().manual_seed(0))
     assert picked.shape == (3, 4) and all(len(set(r.tolist())) == 4 for r in picked)
+
+
+def test_half_with_every_score_positive_is_the_papers_three_draws() -> None:
+    scores, k = attention_weights(25, batch=16), 8
+    picked = sample_salient(scores, k, Sampling.HALF, generator=torch.Generator().manual_seed(3))
+    gen, logits = torch.Generator().manual_seed(3), scores.log()
+    top = scores.topk(k, dim=1).indices
+    inside = top.gather(1, gumbel_top_k(logits.gather(1, top), k // 2, gen))
+    in_top = torch.zeros_like(scores, dtype=torch.bool).scatter_(1, top, True)
+    outside = gumbel_top_k(logits.masked_fill(in_top, float("-inf")), k // 2, gen)
+    assert torch.equal(picked, torch.cat([inside, outside], dim=1))
+
+
+def blank_scores(num_content: int, n: int = 20, batch: int = 32) -> torch.Tensor:
+    """Attention weights whose last n − num_content patches score 0, as `skip_blank` leaves blank ones."""
+    scores = attention_weights(n, batch=batch)
+    scores[:, num_content:] = 0
+    return scores
+
+
+def test_half_draws_no_zero_score_patch_outside_the_top_m_and_fills_from_the_top_m() -> None:
+    scores, k = blank_scores(5), 8  # the top 8 hold every patch with content
+    for seed in range(5):
+        picked = sample_salient(scores, k, Sampling.HALF, generator=torch.Generator().manual_seed(seed))
+        assert as_sets(picked) == as_sets(scores.topk(k, dim=1).indices)
+
+
+def test_half_takes_what_outside_the_top_m_has_content_and_the_rest_from_the_top_m() -> None:
+    scores, k = blank_scores(10), 8  # 2 patches with content outside the top 8 for 4 outside places
+    picked = sample_salient(scores, k, Sampling.HALF, generator=torch.Generator().manual_seed(0))
+    top = as_sets(scores.topk(k, dim=1).indices)
+    for row, top_row, content in zip(as_sets(picked), top, scores > 0, strict=True):
+        outside_content = set(content.nonzero().flatten().tolist()) - top_row
+        assert len(row) == k and len(outside_content) == 2
+        assert outside_content <= row and len(row & top_row) == k - 2
+        assert all(content[p] for p in row)
+
+
+def test_half_in_reference_mode_draws_outside_among_every_patch() -> None:
+    scores = blank_scores(5)
+    picked = sample_salient(scores, 8, Sampling.HALF, reference=True, generator=torch.Generator().manual_seed(0))
+    assert (scores.gather(1, picked) == 0).sum(dim=1).float().mean() > 3  # 4 outside places, all blank
 
 
 def draw_frequencies(scores: torch.Tensor, draws: int, **kwargs) -> torch.Tensor:
