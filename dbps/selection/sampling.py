@@ -74,6 +74,11 @@ def _fill_from_top(outside: Tensor, drawable: Tensor, top: Tensor, drawn: Tensor
     rank = torch.arange(outside.shape[1], device=outside.device).expand_as(outside)
     valid_first = outside.gather(1, (~drawable).to(torch.uint8).argsort(dim=1, stable=True))
     num_valid = drawable.sum(dim=1, keepdim=True)
-    not_drawn = torch.ones_like(top, dtype=torch.bool).scatter_(1, drawn, False)
-    spare = top.gather(1, (~not_drawn).to(torch.uint8).argsort(dim=1, stable=True))  # in score order
+    spare = top.gather(1, complement(drawn, top.shape[1]))  # the top positions not drawn, in score order
     return torch.where(rank < num_valid, valid_first, spare.gather(1, (rank - num_valid).clamp_min(0)))
+
+
+def complement(picked: Tensor, n: int) -> Tensor:
+    """Positions 0..n−1 not in `picked` (B, k), ascending, as (B, n − k), without a host sync."""
+    left = torch.ones(picked.shape[0], n, dtype=torch.bool, device=picked.device).scatter_(1, picked, False)
+    return left.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, : n - picked.shape[1]]

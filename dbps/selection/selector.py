@@ -14,7 +14,7 @@ from dbps.choices import BufferUpdate, Method, Sampling, ShuffleStyle, check_sel
 from dbps.patches import PatchSource, ScaledPatches, gather_tokens, num_kept, patch_order
 from dbps.registry import parse_enum
 from dbps.selection.blank import Scorer, blank_patches, blanks_score_zero, embed_sharing_blanks
-from dbps.selection.sampling import sample_salient
+from dbps.selection.sampling import complement, sample_salient
 
 if TYPE_CHECKING:
     from dbps.config import Config
@@ -328,7 +328,7 @@ class PatchSelector:
             reference=self.reference_sampling,
             generator=generator,
         )
-        rest = _complement(picked, order.shape[1])
+        rest = complement(picked, order.shape[1])
         if self.num_context is not None and self.num_context < rest.shape[1]:
             best = cand_scores.gather(1, rest).topk(self.num_context, dim=1).indices
             rest = rest.gather(1, best)
@@ -390,9 +390,3 @@ def _two_stage_update(
 def _unscored(order: Tensor, source: PatchSource) -> Tensor:
     """Per-patch scores (B, N), all NaN until filled in."""
     return torch.full((order.shape[0], source.num_patches), float("nan"), device=source.device)
-
-
-def _complement(picked: Tensor, n: int) -> Tensor:
-    """Positions 0..n−1 not in `picked` (B, k), ascending, as (B, n − k), without a host sync."""
-    left = torch.ones(picked.shape[0], n, dtype=torch.bool, device=picked.device).scatter_(1, picked, False)
-    return left.to(torch.uint8).argsort(dim=1, descending=True, stable=True)[:, : n - picked.shape[1]]
