@@ -131,7 +131,8 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     pos_enc: bool = False
-    pos_gate: bool = False  # the positional encoding scaled by a learnable per-channel gate that starts at zero
+    pos_gate: bool = False  # the positional encoding scaled by a learnable per-channel gate
+    pos_gate_init: float = 0.0  # the gate's value at initialisation (0: scores start from the content alone)
     # MIL pooling (AB, ABX): one attention branch and token per task instead of one shared token; CA and DA always
     # have one query per task
     attention_per_task: bool = False
@@ -268,6 +269,8 @@ def validate(config: Config, errors: list[str]) -> None:
         errors.append(f"data.val_fraction: must be in [0, 1), got {config.data.val_fraction}")
     if config.model.pos_gate and not config.model.pos_enc:
         errors.append("model.pos_gate: gates the positional encoding; model.pos_enc is false")
+    if config.model.pos_gate_init and not config.model.pos_gate:
+        errors.append("model.pos_gate_init: sets the positional gate's start; model.pos_gate is false")
     if s.method is Method.DBPS and s.num_context is None:
         errors.append("selection.num_context: method 'dbps' needs the dynamic buffer size S")
     try:  # what `PatchSelector.from_config` would refuse

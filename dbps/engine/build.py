@@ -260,8 +260,7 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     """Encoder (by name, for images of `channels` or feature vectors of `feature_dim`), aggregator, heads."""
     m = config.model
     if feature_dim is not None and m.in_chans not in (None, feature_dim):
-        raise ConfigError(f"model.in_chans (n_chan_in) is {m.in_chans}, but the feature bags have width "
-                          f"{feature_dim}")
+        raise ConfigError(f"model.in_chans (n_chan_in) is {m.in_chans}, but the feature bags are {feature_dim} wide")
     try:
         encoder = create_encoder(
             m.encoder, in_chans=m.in_chans or channels or 3, dim=m.dim, stages=m.encoder_stages,
@@ -282,7 +281,8 @@ def build_model(config: Config, tasks: list[TaskSpec], channels: int, feature_di
     if m.attention_per_task and aggregator.num_tokens != len(tasks):
         raise ConfigError(f"model.attention_per_task: {m.aggregator} gives {aggregator.num_tokens} token(s) for "
                           f"{len(tasks)} tasks; it has no per-task attention")
-    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, pos_gate=m.pos_gate, bn_mode=m.bn_mode)
+    return PatchClassifier(encoder, aggregator, tasks, pos_enc=m.pos_enc, pos_gate=m.pos_gate,
+                           pos_gate_init=m.pos_gate_init, bn_mode=m.bn_mode)
 
 
 def amp_dtype(config: Config, device: torch.device) -> torch.dtype | None:

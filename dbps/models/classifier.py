@@ -29,8 +29,9 @@ class PatchClassifier(nn.Module):
         aggregator: a registered aggregator of width D.
         tasks: the prediction targets, one head each.
         pos_enc: add a fixed sinusoidal encoding of each patch's grid index before scoring/aggregating.
-        pos_gate: scale that encoding by a learnable per-channel gate that starts at zero, so that scores and
-            attention start from the content alone and take position in as far as a task needs it.
+        pos_gate: scale that encoding by a learnable per-channel gate, so that scores and attention take
+            position in as far as a task needs it.
+        pos_gate_init: the gate's starting value; 0 starts scores and attention from the content alone.
         bn_mode: how the encoder's BatchNorm layers treat the salient patches in the gradient pass (train mode):
             `batch`, `running` or `frozen` (see `BatchNormMode`). In eval mode every layer uses running statistics.
     """
@@ -42,6 +43,7 @@ class PatchClassifier(nn.Module):
         tasks: list[TaskSpec],
         pos_enc: bool = False,
         pos_gate: bool = False,
+        pos_gate_init: float = 0.0,
         bn_mode: BatchNormMode | str = BatchNormMode.BATCH,
     ):
         super().__init__()
@@ -54,7 +56,7 @@ class PatchClassifier(nn.Module):
         self.heads = TaskHeads(encoder.embed_dim, tasks)
         self.tasks = list(tasks)
         self.pos_enc = pos_enc
-        self.pos_scale = nn.Parameter(torch.zeros(encoder.embed_dim)) if pos_gate else None
+        self.pos_scale = nn.Parameter(torch.full((encoder.embed_dim,), pos_gate_init)) if pos_gate else None
         self.bn_mode = parse_enum(BatchNormMode, bn_mode, "bn_mode")
 
     @property

@@ -375,3 +375,9 @@ def test_pos_gate_without_pos_enc_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"model\.pos_gate: gates the positional encoding; model\.pos_enc is false"):
         load_config("quickstart", ["model.pos_gate=true"])
     assert load_config("mnist_ips", ["model.pos_gate=true"])[0].model.pos_gate
+
+
+def test_pos_gate_init_needs_the_gate() -> None:
+    with pytest.raises(ConfigError, match=r"model\.pos_gate_init: sets the positional gate's start"):
+        load_config("mnist_ips", ["model.pos_gate=false", "model.pos_gate_init=0.25"])
+    assert load_config("mnist_ips", ["model.pos_gate_init=0.25"])[0].model.pos_gate_init == 0.25

@@ -200,6 +200,18 @@ def test_gated_positional_encoding_starts_from_the_content_alone_and_learns_its_
     assert not torch.allclose(gated.score(emb, idx), plain.score(emb, idx))
 
 
+def test_positional_gate_starts_at_its_init_value() -> None:
+    tasks = [TaskSpec("t", 2)]
+    torch.manual_seed(0)
+    gated = PatchClassifier(create_encoder("projector", in_dim=4, dim=8), create_aggregator("CA", dim=8), tasks,
+                            pos_enc=True, pos_gate=True, pos_gate_init=0.25)
+    assert torch.equal(gated.pos_scale.detach(), torch.full((8,), 0.25))
+    emb, idx = torch.randn(1, 3, 8), torch.tensor([[0, 5, 9]])
+    scaled = emb + 0.25 * sinusoidal_encoding(idx, 8)
+    plain = PatchClassifier(gated.encoder, gated.aggregator, tasks)
+    torch.testing.assert_close(gated.score(emb, idx), plain.score(scaled, idx))
+
+
 def test_multitask_loss_is_the_mean_of_cross_entropy_and_bce() -> None:
     tasks = [TaskSpec("a", 3), TaskSpec("b", 4, "sigmoid", "multilabel_accuracy")]
     outputs = {"a": torch.randn(2, 3), "b": torch.randn(2, 4)}
