@@ -109,6 +109,7 @@ def test_presets_are_the_expected_ones() -> None:
         assert config.model.aggregator == aggregator  # each preset is the method it names
     assert load_config("mnist_ips")[0].patches.shuffle  # as the IPS config
     assert load_config("mnist_dbps_plus")[0].patches.drop_ratio == 0.0  # as the DBPS code on this dataset
+    assert load_config("mnist_dbps_plus")[0].model.attention_per_task  # one branch per task, as CA's queries
 
 
 def test_reference_dbformer_plus_config_loads_as_it_is(tmp_path) -> None:
