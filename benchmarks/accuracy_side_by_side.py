@@ -244,16 +244,19 @@ def summary_table(rows: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows: list[dict[str, object]], path: Path) -> None:
-    """One panel per task: test accuracy per epoch, mean over seeds with the min–max band, per (variant, method)."""
+def plot_curves(rows: list[dict[str, object]], path: Path, only: list[tuple[str, str]] | None = None) -> None:
+    """One panel per task: test accuracy per epoch, mean over seeds with the min–max band, per (variant, method)
+    — every pair in `rows`, or those of `only` in its order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 4), sharex=True)
-    palette = plt.get_cmap("tab20").colors  # one colour per (variant, method): more than tab10 holds
-    for i, ((variant, method), seeds) in enumerate(sorted(groups(rows).items())):
+    found = groups(rows)
+    pairs = [(pair, found[pair]) for pair in only] if only else sorted(found.items())
+    palette = plt.get_cmap("tab10" if len(pairs) <= 10 else "tab20").colors  # one colour per (variant, method)
+    for i, ((variant, method), seeds) in enumerate(pairs):
         colour = palette[i % len(palette)]
         label = method if variant == "base" else f"{method} ({variant})"
         epochs = sorted({int(r["epoch"]) for runs in seeds.values() for r in runs})
@@ -278,11 +281,14 @@ def plot_curves(rows: list[dict[str, object]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(out: Path, scale: Scale | None) -> None:
+def write_reports(out: Path, scale: Scale | None, plot: list[tuple[str, str]] | None = None) -> None:
     rows = collect(out)
     if not rows:
         print(f"{out}: no finished runs yet")
         return
+    missing = [f"{variant}/{method}" for variant, method in plot or [] if (variant, method) not in groups(rows)]
+    if missing:  # before anything is written
+        raise SystemExit(f"--plot: no finished runs of {', '.join(missing)}")
     with (out / "epochs.csv").open("w", newline="") as handle:
         fields = ["variant", "method", "seed", "epoch", *TASKS, "seconds", "complete"]
         writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
@@ -291,8 +297,17 @@ def write_reports(out: Path, scale: Scale | None) -> None:
     table = summary_table(rows)
     header = f"Setting: {json.dumps(asdict(scale))}\n\n" if scale else ""
     (out / "summary.md").write_text(header + table + "\n")
-    plot_curves(rows, out / "curves.png")
+    plot_curves(rows, out / "curves.png", plot)
     print(table)
+
+
+def plot_pairs(text: str) -> list[tuple[str, str]]:
+    """'VARIANT/METHOD,…' → [(variant, method), …]."""
+    pairs = [tuple(item.rsplit("/", 1)) for item in text.split(",")]
+    bad = [item for item, pair in zip(text.split(","), pairs, strict=True) if len(pair) != 2 or pair[1] not in METHODS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{', '.join(bad)}: expected VARIANT/METHOD with a method of {list(METHODS)}")
+    return pairs
 
 
 def machine() -> str:
@@ -323,6 +338,8 @@ def main() -> None:
                         "(default: this one); e.g. a worktree of another commit, for a before/after")
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--report", action="store_true", help="only write the table and curves of --out")
+    parser.add_argument("--plot", type=plot_pairs, help="the curves of these runs only, in this order: "
+                        "VARIANT/METHOD,… (e.g. base/reference,skip-blank/ips); the table keeps every run")
     args = parser.parse_args()
     unknown = [m for m in args.methods if m not in METHODS]
     if unknown:
@@ -343,7 +360,7 @@ def main() -> None:
         deadline = time.monotonic() + (args.minutes * 60 if args.minutes else math.inf)
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda job: run_job(job, scale, data, args.threads, deadline, args.checkout), jobs))
-    write_reports(args.out, scale)
+    write_reports(args.out, scale, args.plot)
 
 
 if __name__ == "__main__":
