@@ -286,7 +286,8 @@ def write_reports(out: Path, scale: Scale | None, plot: list[tuple[str, str]] | 
     if not rows:
         print(f"{out}: no finished runs yet")
         return
-    missing = [f"{variant}/{method}" for variant, method in plot or [] if (variant, method) not in groups(rows)]
+    found = groups(rows)
+    missing = [f"{variant}/{method}" for variant, method in plot or [] if (variant, method) not in found]
     if missing:  # before anything is written
         raise SystemExit(f"--plot: no finished runs of {', '.join(missing)}")
     with (out / "epochs.csv").open("w", newline="") as handle:
@@ -303,8 +304,9 @@ def write_reports(out: Path, scale: Scale | None, plot: list[tuple[str, str]] | 
 
 def plot_pairs(text: str) -> list[tuple[str, str]]:
     """'VARIANT/METHOD,…' → [(variant, method), …]."""
-    pairs = [tuple(item.rsplit("/", 1)) for item in text.split(",")]
-    bad = [item for item, pair in zip(text.split(","), pairs, strict=True) if len(pair) != 2 or pair[1] not in METHODS]
+    items = text.split(",")
+    pairs = [tuple(item.rsplit("/", 1)) for item in items]
+    bad = [item for item, pair in zip(items, pairs, strict=True) if len(pair) != 2 or pair[1] not in METHODS]
     if bad:
         raise argparse.ArgumentTypeError(f"{', '.join(bad)}: expected VARIANT/METHOD with a method of {list(METHODS)}")
     return pairs

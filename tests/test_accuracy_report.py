@@ -1,4 +1,4 @@
-"""The accuracy side by side's report: the table over every finished run, the curves of the runs asked for."""
+"""The accuracy side by side's report: the table over every finished run, `--plot` parsed and checked."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_plot_pairs_are_parsed_and_an_unknown_method_is_named() -> None:
         side.plot_pairs("base/ips,skip-blank/ipx")
 
 
-def test_the_table_keeps_every_run_and_the_curves_only_those_asked_for(tmp_path: Path) -> None:
+def test_the_table_keeps_every_run_and_a_missing_plot_run_is_named_before_anything_is_written(tmp_path: Path) -> None:
     finished_run(tmp_path, "base", "reference", 0, [0.1, 0.3])
     finished_run(tmp_path, "base", "reference", 1, [0.1, 0.5])
     finished_run(tmp_path, "skip-blank", "ips", 0, [0.2, 0.6])
